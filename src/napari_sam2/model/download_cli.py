@@ -1,0 +1,66 @@
+"""Download official checkpoints into the cache (``napari-sam2 download NAME``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from napari_sam2.model.download import CHECKPOINT_URLS
+
+    parser.add_argument(
+        "names",
+        nargs="*",
+        metavar="NAME",
+        help=f"variant(s) to download, or 'all': {', '.join(CHECKPOINT_URLS)}",
+    )
+    parser.add_argument(
+        "--cache-dir",
+        default=None,
+        help="cache folder (default: $NAPARI_SAM2_CACHE, else the per-user cache folder)",
+    )
+    parser.add_argument(
+        "--list", action="store_true", help="list the variants, their URLs and cache paths"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from napari_sam2.model.checkpoint import CheckpointError
+    from napari_sam2.model.download import (
+        CHECKPOINT_URLS,
+        CheckpointDownloadError,
+        cache_dir_path,
+        checkpoint_filename,
+        checkpoint_path,
+    )
+
+    cache = cache_dir_path(args.cache_dir)
+    if args.list:
+        for name, url in CHECKPOINT_URLS.items():
+            path = cache / checkpoint_filename(name)
+            state = "cached" if path.is_file() else "not downloaded"
+            print(f"{name:24s} {state:15s} {path}\n{'':24s} {url}")
+        return 0
+    names = list(CHECKPOINT_URLS) if args.names == ["all"] else args.names
+    if not names:
+        print("napari-sam2 download: give a variant name, 'all' or --list", file=sys.stderr)
+        return 2
+    unknown = [n for n in names if n not in CHECKPOINT_URLS]
+    if unknown:
+        print(
+            f"napari-sam2 download: no download for {', '.join(unknown)}; "
+            f"choose from {', '.join(CHECKPOINT_URLS)} or 'all'",
+            file=sys.stderr,
+        )
+        return 2
+    status = 0
+    for name in names:
+        try:
+            path = checkpoint_path(name, cache_dir=args.cache_dir)
+        except (CheckpointDownloadError, CheckpointError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            status = 1
+            continue
+        print(f"{name}: {path}")
+    return status
