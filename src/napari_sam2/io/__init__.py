@@ -1,1 +1,19 @@
+"""Labels file formats (numpy, zarr and tifffile only; no torch, no Qt).
 
+* :func:`write_labels_zarr` / :func:`read_labels_zarr`: OME-Zarr (NGFF 0.5, zarr v3) labels;
+* :func:`write_labels_tiff` / :func:`read_labels_tiff`: OME-TIFF labels.
+"""
+
+from napari_sam2.io._axes import LabelsMeta
+from napari_sam2.io.ome_zarr import find_label_image, read_labels_zarr, write_labels_zarr
+from napari_sam2.io.tiff import is_our_tiff, read_labels_tiff, write_labels_tiff
+
+__all__ = [
+    "LabelsMeta",
+    "find_label_image",
+    "is_our_tiff",
+    "read_labels_tiff",
+    "read_labels_zarr",
+    "write_labels_tiff",
+    "write_labels_zarr",
+]
