@@ -103,28 +103,42 @@ def load_weights(model: nn.Module, state_dict: Mapping[str, Tensor], *, variant_
         model.load_state_dict(state_dict, strict=True)
 
 
+def check_state_dict(state_dict: Mapping[str, Tensor], variant_name: str) -> None:
+    """Check keys and shapes against a registered variant without building the real model
+    (its signature comes from a model built once on the meta device).
+
+    Raises:
+        CheckpointError: as :func:`load_weights`.
+    """
+    from napari_sam2.model.config import get_config
+
+    expected = dict(_signature(get_config(variant_name)))
+    found = _shapes(normalize_keys(state_dict))
+    if found != expected:
+        raise CheckpointError(_mismatch_message(expected, found, variant_name))
+
+
 def identify_variant(shapes: Mapping[str, tuple[int, ...]]) -> list[str]:
     """Names of the registered variants whose state dict has exactly these keys and shapes.
 
     Several names can match: ``medsam2`` and ``sam2.1_hiera_tiny`` differ only in image size,
     which changes no stored tensor.
     """
-    target = frozenset((k, tuple(v)) for k, v in shapes.items())
-    return [name for name, sig in _variant_signatures().items() if sig == target]
-
-
-@functools.cache
-def _variant_signatures() -> dict[str, frozenset[tuple[str, tuple[int, ...]]]]:
-    """(key, shape) sets of every registered variant, from models built on the meta device."""
-    from napari_sam2.model import build_model
     from napari_sam2.model.config import VARIANTS
 
-    signatures = {}
-    for name, config in VARIANTS.items():
-        with torch.device("meta"):
-            model = build_model(config)
-        signatures[name] = frozenset(_shapes(model.state_dict()).items())
-    return signatures
+    target = frozenset((k, tuple(v)) for k, v in shapes.items())
+    return [name for name, config in VARIANTS.items() if _signature(config) == target]
+
+
+@functools.lru_cache(maxsize=None)
+def _signature(config) -> frozenset[tuple[str, tuple[int, ...]]]:
+    """(key, shape) pairs of a config's state dict, from a model built on the meta device
+    (no memory, no initialisation cost)."""
+    from napari_sam2.model import build_model
+
+    with torch.device("meta"):
+        model = build_model(config, device="meta")
+    return frozenset(_shapes(model.state_dict()).items())
 
 
 def _shapes(state_dict: Mapping[str, Tensor]) -> dict[str, tuple[int, ...]]:
@@ -168,7 +182,7 @@ def _listing(keys: list[str]) -> str:
 def _damaged(path: Path, detail: str) -> CheckpointError:
     return CheckpointError(
         f"The checkpoint file {path} is truncated or corrupt ({detail}). Delete it and download "
-        "it again (load_model downloads it again once the file is gone)."
+        "or copy it again (a cached official checkpoint is downloaded afresh once it is gone)."
     )
 
 
@@ -196,11 +210,15 @@ def _read_safetensors(path: Path) -> dict[str, Tensor]:
 
 def _read_torch(path: Path, *, zip_format: bool) -> object:
     if zip_format:
+        # torch.load does not check the archive's CRCs: a flipped byte would load silently.
+        # A cut-off file has lost its central directory; a damaged one fails a CRC check.
         try:
-            with zipfile.ZipFile(path) as archive:  # a cut-off file loses its central directory
-                archive.namelist()
-        except zipfile.BadZipFile as exc:
+            with zipfile.ZipFile(path) as archive:
+                bad_member = archive.testzip()
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
             raise _damaged(path, f"not a complete zip archive: {exc}") from exc
+        if bad_member is not None:
+            raise _damaged(path, f"checksum error in archive member {bad_member!r}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=zip_format)
     except pickle.UnpicklingError as exc:

@@ -10,7 +10,12 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from napari_sam2.model.checkpoint import CheckpointError, load_weights, read_state_dict
+from napari_sam2.model.checkpoint import (
+    CheckpointError,
+    check_state_dict,
+    load_weights,
+    read_state_dict,
+)
 from napari_sam2.model.download import CHECKPOINT_URLS, ProgressCallback, checkpoint_path, sha256_of
 
 if TYPE_CHECKING:
@@ -57,8 +62,9 @@ def load_model(
     target = resolve_device(device)
     path = _weights_file(name, checkpoint, cache_dir=cache_dir, progress=progress)
     state_dict = read_state_dict(path)
-    model = build_model(config, device=target)
     try:
+        check_state_dict(state_dict, name)  # fail fast, before building the real model
+        model = build_model(config, device=target)
         load_weights(model, state_dict, variant_name=name)
     except CheckpointError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
