@@ -1,0 +1,87 @@
+"""Memory-frame and object-pointer selection (pure index logic, no weights)."""
+
+import pytest
+
+from napari_sam2.engine.memory import (
+    memory_frames,
+    plan_memory,
+    pointer_frames,
+    pointer_max_distance,
+    previous_frame,
+    split_conditioning,
+)
+
+
+def test_forward_window_is_six_previous_frames_oldest_first():
+    got = memory_frames(10, [0], set(range(1, 10)), num_maskmem=7)
+    assert got == [(0, 0), (1, 4), (2, 5), (3, 6), (4, 7), (5, 8), (6, 9)]
+
+
+def test_reverse_window_looks_ahead():
+    got = memory_frames(10, [20], set(range(11, 20)), num_maskmem=7, reverse=True)
+    assert got == [(0, 20), (1, 16), (2, 15), (3, 14), (4, 13), (5, 12), (6, 11)]
+
+
+def test_missing_frames_are_skipped_and_cond_frames_not_repeated():
+    # frame 2: frames 1 (tracked) and 0 (a cond frame, already at t_pos 0) are the only past
+    got = memory_frames(2, [0], {1}, num_maskmem=7)
+    assert got == [(0, 0), (6, 1)]
+
+
+def test_future_conditioning_frames_are_used():
+    # object prompted on frame 3 only, tracked on frame 1 going forward
+    got = memory_frames(1, [3], {0}, num_maskmem=7)
+    assert got == [(0, 3), (6, 0)]
+
+
+def test_temporal_stride():
+    # stride 3 forward from frame 20: adjacent frame 19, then floor(18/3)*3 = 18, 15, 12, 9, 6
+    assert [previous_frame(20, r, 3, False) for r in range(1, 7)] == [19, 18, 15, 12, 9, 6]
+    # reverse from frame 20: 21, then ceil(22/3)*3 = 24, 27, ...
+    assert [previous_frame(20, r, 3, True) for r in range(1, 7)] == [21, 24, 27, 30, 33, 36]
+    got = memory_frames(20, [], set(range(100)), num_maskmem=7, stride=3)
+    assert [t for _, t in got] == [6, 9, 12, 15, 18, 19]
+    with pytest.raises(ValueError):
+        memory_frames(1, [], set(), num_maskmem=7, stride=0)
+
+
+def test_pointers_past_conditioning_signed_and_recent():
+    # 2.1: cond frames in the past only, signed distance; then up to 15 previous frames
+    got = pointer_frames(5, [0, 3, 7], {1, 2, 4}, num_frames=8, reverse=False)
+    assert got == [(5, 0), (2, 3), (1, 4), (3, 2), (4, 1)]
+    # reverse: cond frames at or after the frame, distance (f - t) * -1
+    got = pointer_frames(5, [0, 3, 7], {6}, num_frames=8, reverse=True)
+    assert got == [(2, 7), (1, 6)]
+    # 2.0: unsigned distance; with only_past False the future cond frame is included too
+    got = pointer_frames(5, [7], set(), num_frames=8, reverse=False, signed=False,
+                         only_past=False)
+    assert got == [(2, 7)]
+
+
+def test_pointer_walk_limits():
+    avail = set(range(100))
+    got = pointer_frames(50, [], avail, num_frames=100, max_obj_ptrs=16)
+    assert [d for d, _ in got] == list(range(1, 16))
+    # min(num_frames, 16) - 1 steps back at most, and never past the stack boundary
+    got = pointer_frames(3, [], avail, num_frames=6)
+    assert got == [(1, 2), (2, 1), (3, 0)]
+    got = pointer_frames(3, [], avail, num_frames=6, reverse=True)
+    assert got == [(1, 4), (2, 5)]
+    assert pointer_max_distance(8) == 7 and pointer_max_distance(100) == 15
+    assert pointer_max_distance(1) == 1
+
+
+def test_split_conditioning_limits():
+    assert split_conditioning(5, [9, 0, 3]) == ([0, 3, 9], [])
+    sel, unsel = split_conditioning(5, [0, 3, 6, 9, 20], 3)
+    assert sel == [3, 6, 9] and unsel == [0, 20]
+    with pytest.raises(ValueError):
+        split_conditioning(5, [0, 3, 6], 1)
+
+
+def test_unselected_cond_frames_serve_as_recent_memories():
+    plan = plan_memory(5, [0, 4, 30], [], num_frames=40, max_cond_frames=2)
+    assert [t for p, t in plan.spatial if p == 0] == [4, 30]
+    assert plan.pointers == ((1, 4), (5, 0))  # 0 is unselected: a plain recent pointer
+    assert plan.spatial[-1] == (2, 0)  # and a recent spatial memory, 5 frames back
+    assert plan.shape_key == (3, 2) and plan.frames_needed == {0, 4, 30}
