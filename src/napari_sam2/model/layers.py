@@ -1,0 +1,59 @@
+"""Small shared building blocks: MLP, LayerNorm2d."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["MLP", "LayerNorm2d"]
+
+
+class MLP(nn.Module):
+    """``num_layers`` Linear layers with an activation between them (not after the last).
+
+    Parameters are ``layers.{i}.weight/bias`` as in Meta's checkpoints.
+    """
+
+    def __init__(
+        self,
+        input_dim: int,
+        hidden_dim: int,
+        output_dim: int,
+        num_layers: int,
+        *,
+        activation: type[nn.Module] = nn.ReLU,
+        sigmoid_output: bool = False,
+    ) -> None:
+        super().__init__()
+        dims_in = [input_dim] + [hidden_dim] * (num_layers - 1)
+        dims_out = [hidden_dim] * (num_layers - 1) + [output_dim]
+        self.layers = nn.ModuleList(nn.Linear(i, o) for i, o in zip(dims_in, dims_out))
+        self.act = activation()
+        self.sigmoid_output = sigmoid_output
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(..., input_dim) -> (..., output_dim)."""
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
+            x = layer(x)
+            if i < last:
+                x = self.act(x)
+        if self.sigmoid_output:
+            x = torch.sigmoid(x)
+        return x
+
+
+class LayerNorm2d(nn.Module):
+    """LayerNorm over the channel axis of a (B, C, H, W) map (eps 1e-6, as Meta's)."""
+
+    def __init__(self, num_channels: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(num_channels))
+        self.bias = nn.Parameter(torch.zeros(num_channels))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
+        x = F.layer_norm(x.permute(0, 2, 3, 1), x.shape[1:2], self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)

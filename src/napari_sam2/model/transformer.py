@@ -1,0 +1,149 @@
+"""Attention layers and the mask decoder's two-way transformer."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .layers import MLP
+from .position_encoding import apply_rope, axial_rope_tables
+
+__all__ = ["Attention", "RoPEAttention", "TwoWayAttentionBlock", "TwoWayTransformer"]
+
+
+class Attention(nn.Module):
+    """Multi-head attention with projections to an internal dim of embedding_dim / rate."""
+
+    def __init__(self, embedding_dim: int, num_heads: int, downsample_rate: int = 1,
+                 dropout: float = 0.0, kv_in_dim: int | None = None) -> None:
+        super().__init__()
+        kv_in_dim = embedding_dim if kv_in_dim is None else kv_in_dim
+        self.internal_dim = embedding_dim // downsample_rate
+        self.num_heads = num_heads
+        if self.internal_dim % num_heads:
+            raise ValueError(f"internal dim {self.internal_dim} not divisible by {num_heads} heads")
+        self.q_proj = nn.Linear(embedding_dim, self.internal_dim)
+        self.k_proj = nn.Linear(kv_in_dim, self.internal_dim)
+        self.v_proj = nn.Linear(kv_in_dim, self.internal_dim)
+        self.out_proj = nn.Linear(self.internal_dim, embedding_dim)
+        self.dropout_p = dropout
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, N, D) -> (B, nh, N, D/nh)."""
+        return x.unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
+
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        p = self.dropout_p if self.training else 0.0
+        out = F.scaled_dot_product_attention(q, k, v, dropout_p=p)  # (B, nh, Nq, hd)
+        return self.out_proj(out.transpose(1, 2).flatten(2))
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """q (B, Nq, E), k and v (B, Nk, kv_in_dim) -> (B, Nq, E)."""
+        return self._attend(self._heads(self.q_proj(q)), self._heads(self.k_proj(k)),
+                            self._heads(self.v_proj(v)))
+
+
+class RoPEAttention(Attention):
+    """Attention with 2-D axial rotary encoding on q and the first keys.
+
+    The query tokens must form a square grid (side sqrt(Nq)); with ``rope_k_repeat`` the
+    spatial keys may cover several such grids (one per memory frame). The last
+    ``num_k_exclude_rope`` keys (object-pointer tokens) are not rotated.
+    """
+
+    def __init__(self, embedding_dim: int, num_heads: int, *, rope_theta: float = 10000.0,
+                 rope_k_repeat: bool = False, dropout: float = 0.0,
+                 kv_in_dim: int | None = None) -> None:
+        super().__init__(embedding_dim, num_heads, 1, dropout, kv_in_dim)
+        self.rope_theta = rope_theta
+        self.rope_k_repeat = rope_k_repeat
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                num_k_exclude_rope: int = 0) -> torch.Tensor:
+        """q (B, Nq, E), k and v (B, Nk, kv_in_dim) -> (B, Nq, E)."""
+        q = self._heads(self.q_proj(q))
+        k = self._heads(self.k_proj(k))
+        v = self._heads(self.v_proj(v))
+        nq = q.shape[-2]
+        side = int(round(nq**0.5))
+        if side * side != nq:
+            raise ValueError(f"RoPE attention needs a square query grid, got {nq} tokens")
+        cos, sin = axial_rope_tables(q.shape[-1], side, self.rope_theta, q.device)
+        n_rope = k.shape[-2] - num_k_exclude_rope
+        if n_rope != nq and not (self.rope_k_repeat and n_rope % nq == 0):
+            raise ValueError(f"{n_rope} rotated keys do not match {nq} queries")
+        q = apply_rope(q, cos, sin).type_as(v)
+        if num_k_exclude_rope:
+            k = torch.cat([apply_rope(k[:, :, :n_rope], cos, sin).type_as(v),
+                           k[:, :, n_rope:]], dim=2)
+        else:
+            k = apply_rope(k, cos, sin).type_as(v)
+        return self._attend(q, k, v)
+
+
+class TwoWayAttentionBlock(nn.Module):
+    """Token self-attention, token->image, MLP, image->token (post-norm each)."""
+
+    def __init__(self, *, embedding_dim: int, num_heads: int, mlp_dim: int,
+                 attention_downsample_rate: int, skip_first_layer_pe: bool) -> None:
+        super().__init__()
+        self.self_attn = Attention(embedding_dim, num_heads)
+        self.norm1 = nn.LayerNorm(embedding_dim)
+        self.cross_attn_token_to_image = Attention(embedding_dim, num_heads,
+                                                   attention_downsample_rate)
+        self.norm2 = nn.LayerNorm(embedding_dim)
+        self.mlp = MLP(embedding_dim, mlp_dim, embedding_dim, 2, activation=nn.ReLU)
+        self.norm3 = nn.LayerNorm(embedding_dim)
+        self.norm4 = nn.LayerNorm(embedding_dim)
+        self.cross_attn_image_to_token = Attention(embedding_dim, num_heads,
+                                                   attention_downsample_rate)
+        self.skip_first_layer_pe = skip_first_layer_pe
+
+    def forward(self, queries: torch.Tensor, keys: torch.Tensor, query_pe: torch.Tensor,
+                key_pe: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """queries (B, Nt, C), keys (B, hw, C) -> updated (queries, keys)."""
+        if self.skip_first_layer_pe:
+            queries = self.self_attn(queries, queries, queries)
+        else:
+            q = queries + query_pe
+            queries = queries + self.self_attn(q, q, queries)
+        queries = self.norm1(queries)
+        q = queries + query_pe
+        k = keys + key_pe
+        queries = self.norm2(queries + self.cross_attn_token_to_image(q, k, keys))
+        queries = self.norm3(queries + self.mlp(queries))
+        q = queries + query_pe
+        keys = self.norm4(keys + self.cross_attn_image_to_token(k, q, queries))
+        return queries, keys
+
+
+class TwoWayTransformer(nn.Module):
+    """``depth`` two-way blocks and a final token->image attention."""
+
+    def __init__(self, *, depth: int, embedding_dim: int, num_heads: int, mlp_dim: int,
+                 attention_downsample_rate: int = 2) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(
+            TwoWayAttentionBlock(embedding_dim=embedding_dim, num_heads=num_heads,
+                                 mlp_dim=mlp_dim,
+                                 attention_downsample_rate=attention_downsample_rate,
+                                 skip_first_layer_pe=i == 0)
+            for i in range(depth))
+        self.final_attn_token_to_image = Attention(embedding_dim, num_heads,
+                                                   attention_downsample_rate)
+        self.norm_final_attn = nn.LayerNorm(embedding_dim)
+
+    def forward(self, image_embedding: torch.Tensor, image_pe: torch.Tensor,
+                point_embedding: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """image (B, C, h, w), its PE (B or 1, C, h, w), tokens (B, Nt, C)
+        -> tokens (B, Nt, C), image tokens (B, hw, C)."""
+        keys = image_embedding.flatten(2).transpose(1, 2)
+        key_pe = image_pe.flatten(2).transpose(1, 2)
+        queries = point_embedding
+        for layer in self.layers:
+            queries, keys = layer(queries, keys, point_embedding, key_pe)
+        q = queries + point_embedding
+        k = keys + key_pe
+        queries = self.norm_final_attn(queries + self.final_attn_token_to_image(q, k, keys))
+        return queries, keys
