@@ -1,0 +1,480 @@
+"""What the widget does, without the widget: prompts -> jobs -> masks pasted into Labels.
+
+``Sam2Controller`` owns the state of one docked widget: the chosen image and labels layers, the
+stack axis, the model, one ``TrackingSession`` per stack (``SessionStore``), the prompt layers,
+the painter that writes masks under the no-overwrite rules, the undo stack and the job queue.
+Compute happens in workers (``JobQueue``/``Prefetcher``); every layer change happens here on
+the main thread, in the workers' ``returned``/``yielded`` handlers. Messages for the user go
+through the ``status`` signal (and napari notifications for errors).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+from psygnal import Signal
+
+from napari_sam2._napari._layers import SamPainter, UndoGroup, UndoStack, label_planes
+from napari_sam2._napari._layers import labels_on_plane, next_free_label
+from napari_sam2._napari._prefetch import Prefetcher
+from napari_sam2._napari._prompts import PromptLayers
+from napari_sam2._napari._sessions import SessionStore, image_shape
+from napari_sam2._napari._stack import StackRef, check_ndim, non_spatial_axes, stack_ref
+from napari_sam2._napari._workers import JobQueue, PropagationPlan, propagation_steps
+
+DEFAULT_MODEL = "sam2.1_hiera_tiny"
+
+
+class Sam2Controller:
+    status = Signal(str)
+    objects_changed = Signal()
+    busy_changed = Signal(bool)
+    progress = Signal(int, int, float)  # frames done, total, frames/s
+    model_changed = Signal(str)
+
+    def __init__(self, viewer):
+        self.viewer = viewer
+        self.image_layer = None
+        self.labels_layer = None
+        self.stack_axis: int | None = None
+        self.sessions = SessionStore()
+        self.jobs = JobQueue()
+        self.jobs.on_idle = lambda: self.busy_changed.emit(False)
+        self.prefetcher = Prefetcher()
+        self.prefetcher.on_error = self._on_error
+        self.prompts = PromptLayers(viewer, self._on_point, self._on_box)
+        self.painters: dict[int, SamPainter] = {}
+        self.undo_stack = UndoStack()
+        self.current_obj = 1
+        self.objects: set[int] = set()
+        self.overwrite = False
+        self.follow = True
+        self.model_name: str | None = None
+        self._stop: threading.Event | None = None
+        self._run: dict = {}
+
+    # ------------------------------------------------------------------ messages
+    def say(self, text: str) -> None:
+        self.status.emit(text)
+
+    def _error(self, text: str) -> None:
+        from napari.utils.notifications import show_error
+
+        self.say(text)
+        show_error(f"SAM 2: {text}")
+
+    def _on_error(self, exc: BaseException) -> None:
+        self._error(f"{type(exc).__name__}: {exc}")
+
+    # ------------------------------------------------------------------ layers
+    def set_image_layer(self, layer) -> bool:
+        if layer is None:
+            self.image_layer = None
+            self.say("Open an image (2D, 2D+t, 3D or 3D+t), then pick it here.")
+            return False
+        try:
+            ndim = check_ndim(image_shape(layer))
+        except ValueError as exc:
+            self._error(str(exc))
+            return False
+        if self.image_layer is not None and layer is not self.image_layer:
+            self.sessions.drop_layer(self.image_layer)
+        self.image_layer = layer
+        self.stack_axis = self.default_stack_axis(layer) if ndim > 2 else None
+        self.prompts.attach(layer, ndim)
+        layer.events.contrast_limits.connect(self._on_contrast)
+        if self.labels_layer is not None and self.labels_layer.data.shape != image_shape(layer):
+            self.labels_layer = None
+        return True
+
+    @staticmethod
+    def default_stack_axis(layer) -> int:
+        """'t' if the layer has such an axis label, else 'z', else the first axis."""
+        ndim = len(image_shape(layer))
+        names = [str(a).lower() for a in getattr(layer, "axis_labels", ())][-ndim:]
+        for wanted in ("t", "time", "z"):
+            if wanted in names[: ndim - 2]:
+                return names.index(wanted)
+        return 0
+
+    def axis_names(self) -> list[str]:
+        if self.image_layer is None:
+            return []
+        ndim = len(image_shape(self.image_layer))
+        names = [str(a) for a in getattr(self.image_layer, "axis_labels", ())][-ndim:]
+        return names[: ndim - 2] if len(names) == ndim else [str(a) for a in range(ndim - 2)]
+
+    def set_stack_axis(self, axis: int) -> None:
+        if self.image_layer is None:
+            return
+        if axis not in non_spatial_axes(len(image_shape(self.image_layer))):
+            raise ValueError(f"axis {axis} is not a stack axis of this image")
+        self.stack_axis = int(axis)
+        self.objects_changed.emit()
+
+    def set_labels_layer(self, layer) -> bool:
+        """Use ``layer`` for the masks (None: create one matching the image)."""
+        if self.image_layer is None:
+            self._error("pick an image layer first")
+            return False
+        shape = image_shape(self.image_layer)
+        if layer is None:
+            name = f"{self.image_layer.name} SAM labels"
+            layer = self.viewer.add_labels(
+                np.zeros(shape, np.int32), name=name,
+                scale=tuple(self.image_layer.scale)[-len(shape):],
+                translate=tuple(self.image_layer.translate)[-len(shape):],
+            )
+            self.prompts.activate_points()
+        elif tuple(layer.data.shape) != shape:
+            self._error(
+                f"labels layer '{layer.name}' has shape {tuple(layer.data.shape)} but the image's "
+                f"non-channel shape is {shape}: pick another layer or create a new one"
+            )
+            return False
+        self.labels_layer = layer
+        self.painters.setdefault(id(layer), SamPainter())
+        self.objects_changed.emit()
+        return True
+
+    def _ensure_labels(self) -> bool:
+        if self.labels_layer is None or self.labels_layer not in self.viewer.layers:
+            return self.set_labels_layer(None)
+        return True
+
+    @property
+    def painter(self) -> SamPainter:
+        return self.painters.setdefault(id(self.labels_layer), SamPainter())
+
+    # ------------------------------------------------------------------ model
+    def set_model(self, model, name: str = "custom") -> None:
+        """Use an already built ``Sam2Model`` (drops all sessions and cached features)."""
+        self.prefetcher.stop()
+        self.prefetcher.forget()
+        self.sessions.set_model(model)
+        self.model_name = name
+        self.model_changed.emit(name)
+        self.say(f"model {name} ready on {next(model.parameters()).device}")
+        self.prefetch_current()
+
+    def load_model(self, name: str, checkpoint: str | None = None, device: str = "auto") -> None:
+        """Load (and download when needed) a model in a worker with activity-panel progress."""
+        from napari.utils import progress
+
+        from napari_sam2._napari._workers import load_model_steps
+
+        bar = {"bar": None}
+
+        def on_progress(step):
+            done, total = step
+            if bar["bar"] is None:
+                bar["bar"] = progress(total=total or None, desc=f"Downloading {name}")
+            bar["bar"].update(done - bar["bar"].n)
+
+        def close_bar():
+            if bar["bar"] is not None:
+                bar["bar"].close()
+
+        def job():
+            return (yield from load_model_steps(name, checkpoint or None, device))
+
+        self.say(f"loading {name} ...")
+        self.busy_changed.emit(True)
+        self.jobs.submit(
+            job, yielded=on_progress, returned=lambda m: self.set_model(m, name),
+            errored=self._on_error, finished=close_bar,
+        )
+
+    # ------------------------------------------------------------------ positions
+    def position(self) -> np.ndarray:
+        """The viewer's current position in the image's data coordinates."""
+        return np.asarray(self.image_layer.world_to_data(self.viewer.dims.point), float)
+
+    def current_ref(self) -> StackRef:
+        return stack_ref(image_shape(self.image_layer), self.stack_axis, self.position())
+
+    def current_frame(self) -> int:
+        return self.current_ref().frame_of(self.position())
+
+    def num_frames(self) -> int:
+        if self.image_layer is None:
+            return 0
+        shape = image_shape(self.image_layer)
+        return 1 if self.stack_axis is None else shape[self.stack_axis]
+
+    def _inside(self, coords) -> bool:
+        shape = image_shape(self.image_layer)
+        c = np.asarray(coords, float)
+        return bool(np.all(c >= -0.5) and np.all(c <= np.asarray(shape) - 0.5))
+
+    def go_to_frame(self, frame: int) -> None:
+        if self.stack_axis is None:
+            return
+        world_axis = self.viewer.dims.ndim - len(image_shape(self.image_layer)) + self.stack_axis
+        layer = self.image_layer
+        value = layer.translate[self.stack_axis - layer.ndim] + layer.scale[self.stack_axis - layer.ndim] * frame
+        self.viewer.dims.set_point(world_axis, value)
+
+    # ------------------------------------------------------------------ prefetch
+    def prefetch_current(self) -> None:
+        if self.image_layer is None or self.sessions.model is None or self._stop is not None:
+            return
+        try:
+            ref = self.current_ref()
+            session = self.sessions.get(self.image_layer, ref)
+        except (RuntimeError, ValueError):
+            return
+        self.prefetcher.request(session, ref.frame_of(self.position()))
+
+    def _on_contrast(self, event=None) -> None:
+        if self.image_layer is not None and not self.jobs.busy:
+            self.sessions.update_intensity_range(self.image_layer)
+            self.prefetcher.forget()
+
+    # ------------------------------------------------------------------ prompts
+    def _check_ready(self) -> bool:
+        if self.image_layer is None:
+            self._error("no image layer: open an image and pick it in the SAM 2 widget")
+            return False
+        if self.sessions.model is None and not self.jobs.busy:
+            self._error("no model loaded: pick a model and press Load")
+            return False
+        return self._ensure_labels()
+
+    def _on_point(self, coords, positive: bool) -> None:
+        if not self._check_ready() or not self._inside(coords):
+            if self.image_layer is not None and not self._inside(coords):
+                self._error(f"the click at {np.round(coords, 1).tolist()} is outside the image")
+            self.prompts.remove_last_point()
+            return
+        ref = stack_ref(image_shape(self.image_layer), self.stack_axis, coords)
+        self.segment(ref, ref.frame_of(coords), self.current_obj)
+
+    def _on_box(self, vertices) -> None:
+        if not self._check_ready():
+            return
+        ref = stack_ref(image_shape(self.image_layer), self.stack_axis, vertices[0])
+        self.segment(ref, ref.frame_of(vertices[0]), self.current_obj)
+
+    def segment(self, ref: StackRef, frame: int, obj_id: int) -> None:
+        """Re-run SAM on one frame for one object from all its prompts there."""
+        shape = image_shape(self.image_layer)[-2:]
+        points, labels = self.prompts.points_for(ref, frame, obj_id, shape)
+        box = self.prompts.box_for(ref, frame, obj_id)
+        layer = self.image_layer
+        self.objects.add(int(obj_id))
+
+        def job():
+            session = self.sessions.get(layer, ref)
+            if box is not None:
+                result = session.add_box(frame, obj_id, box)
+                if len(points):
+                    result = session.add_points(frame, obj_id, points, labels, clear=False)
+            elif len(points):
+                result = session.add_points(frame, obj_id, points, labels, clear=True)
+            else:
+                session.clear_frame(frame, obj_id)
+                result = None
+            return ref, frame, obj_id, result
+
+        self.busy_changed.emit(True)
+        self.jobs.submit(job, returned=self._on_segmented, errored=self._on_error)
+
+    def _on_segmented(self, out) -> None:
+        ref, frame, obj_id, result = out
+        if result is not None and obj_id in result.obj_ids:
+            mask = result.mask_of(obj_id)
+        else:
+            mask = np.zeros(image_shape(self.image_layer)[-2:], bool)
+        group = UndoGroup(f"segment object {obj_id} on frame {frame}", target=self.labels_layer)
+        self._paste(group, ref, frame, obj_id, mask)
+        self.undo_stack.push(group)
+        self.labels_layer.refresh()
+        self.say(f"object {obj_id}: {int(mask.sum())} pixels on frame {frame}")
+        self.objects_changed.emit()
+
+    def _paste(self, group: UndoGroup, ref: StackRef, frame: int, obj_id: int, mask) -> None:
+        edit = self.painter.paste(
+            self.labels_layer.data, ref.plane_key(frame), obj_id, mask, overwrite=self.overwrite
+        )
+        if edit is not None:
+            group.edits.append(edit)
+
+    # ------------------------------------------------------------------ objects
+    def new_object(self) -> int:
+        if self._ensure_labels():
+            obj = next_free_label(self.labels_layer.data, self.objects | {self.current_obj})
+            self.select_object(obj)
+            self.objects.add(obj)
+            self.prompts.activate_points()
+            self.objects_changed.emit()
+        return self.current_obj
+
+    def select_object(self, obj_id: int) -> None:
+        self.current_obj = int(obj_id)
+        self.prompts.set_object(obj_id)
+        if self.labels_layer is not None:
+            self.labels_layer.selected_label = int(obj_id)
+        self.objects_changed.emit()
+
+    def delete_objects(self, obj_ids) -> None:
+        """Forget objects everywhere and erase their pixels (one undoable step)."""
+        if self.jobs.busy:
+            self._error("wait for the running job (or cancel it) before deleting objects")
+            return
+        group = UndoGroup(f"delete objects {list(obj_ids)}", target=self.labels_layer)
+        for obj in obj_ids:
+            self.sessions.remove_object(obj)
+            self.prompts.remove_object(obj)
+            self.objects.discard(obj)
+            if self.labels_layer is not None:
+                empty = np.zeros(self.labels_layer.data.shape[-2:], bool)
+                for key in label_planes(self.labels_layer.data, obj):
+                    edit = self.painter.paste(self.labels_layer.data, key, obj, empty, overwrite=True)
+                    if edit is not None:
+                        group.edits.append(edit)
+                self.painter.forget_label(obj)
+        self.undo_stack.push(group)
+        if self.labels_layer is not None:
+            self.labels_layer.refresh()
+        self.objects_changed.emit()
+
+    def frames_covered(self, obj_id: int) -> list[int]:
+        """Frames of the current stack on which SAM wrote ``obj_id``."""
+        if self.labels_layer is None or self.image_layer is None:
+            return []
+        ref = self.current_ref()
+        frames = []
+        for pid in self.painter.planes_with(obj_id):
+            if all(pid[a] == i for a, i in ref.fixed):
+                frames.append(0 if ref.stack_axis is None else pid[ref.stack_axis])
+        return sorted(frames)
+
+    # ------------------------------------------------------------------ masks as prompts
+    def mask_as_prompt(self, obj_ids=None) -> None:
+        """Use the Labels pixels on the shown frame as the prompt of objects there.
+
+        ``obj_ids`` None: the current object; ``"all"``: every label on the frame (e.g. from
+        Cellpose). The painted masks stay as they are; later propagation starts from them.
+        """
+        if not self._check_ready():
+            return
+        ref, frame = self.current_ref(), self.current_frame()
+        plane = np.array(self.labels_layer.data[ref.plane_key(frame)])
+        ids = labels_on_plane(plane) if obj_ids == "all" else [self.current_obj] if obj_ids is None else list(obj_ids)
+        ids = [i for i in ids if (plane == i).any()]
+        if not ids:
+            self._error(f"no labelled pixels of {obj_ids or self.current_obj} on frame {frame}: paint the object first")
+            return
+        masks = {i: plane == i for i in ids}
+        layer = self.image_layer
+        self.objects |= set(ids)
+
+        def job():
+            session = self.sessions.get(layer, ref)
+            for i, mask in masks.items():
+                session.add_mask(frame, i, mask)
+            return ids
+
+        self.busy_changed.emit(True)
+        self.jobs.submit(
+            job, errored=self._on_error,
+            returned=lambda done: (self.say(f"objects {done} use their painted masks on frame {frame}"), self.objects_changed.emit()),
+        )
+
+    # ------------------------------------------------------------------ propagation
+    def propagate(self, direction: str = "forward", frame_range=None, obj_ids=None) -> bool:
+        """Propagate from the shown frame; ``direction`` forward/backward/both."""
+        if not self._check_ready():
+            return False
+        ref, start = self.current_ref(), self.current_frame()
+        session = self.sessions.get(self.image_layer, ref, create=False)
+        known = list(session.obj_ids) if session is not None else []
+        wanted = known if not obj_ids else [o for o in obj_ids if o in known]
+        if not wanted:
+            self._error("nothing to propagate: click on an object (or use a painted mask) first")
+            return False
+        n = self.num_frames()
+        first, last = (0, n - 1) if frame_range is None else (int(frame_range[0]), int(frame_range[1]))
+        first, last = max(0, first), min(n - 1, last)
+        try:
+            plan = PropagationPlan(
+                start=start, first=first, last=last, forward=direction in ("forward", "both"),
+                backward=direction in ("backward", "both"), obj_ids=tuple(wanted) if obj_ids else None,
+            )
+        except ValueError as exc:
+            self._error(str(exc))
+            return False
+        return self._start_propagation(session, ref, plan)
+
+    def _start_propagation(self, session, ref: StackRef, plan: PropagationPlan) -> bool:
+        from napari.utils import progress
+
+        self.prefetcher.stop()
+        stop = threading.Event()
+        self._stop = stop
+        self._run = {
+            "ref": ref, "plan": plan, "done": 0, "t0": time.perf_counter(),
+            "group": UndoGroup(f"propagate from frame {plan.start}", target=self.labels_layer),
+            "bar": progress(total=plan.n_frames, desc="SAM 2 propagation"),
+        }
+
+        def job():
+            return (yield from propagation_steps(session, plan, stop))
+
+        self.busy_changed.emit(True)
+        self.say(f"propagating from frame {plan.start} over {plan.first}-{plan.last} ...")
+        self.jobs.submit(job, yielded=self._on_frame, errored=self._on_error, finished=self._on_propagation_done)
+        return True
+
+    def _on_frame(self, result) -> None:
+        run = self._run
+        wanted = run["plan"].obj_ids or result.obj_ids
+        for obj in wanted:
+            if obj in result.obj_ids:
+                self._paste(run["group"], run["ref"], result.frame, obj, result.mask_of(obj))
+        self.labels_layer.refresh()
+        run["done"] += 1
+        run["bar"].update(1)
+        fps = run["done"] / max(time.perf_counter() - run["t0"], 1e-6)
+        self.progress.emit(run["done"], run["plan"].n_frames, fps)
+        if self.follow:
+            self.go_to_frame(result.frame)
+
+    def _on_propagation_done(self) -> None:
+        run, self._run = self._run, {}
+        cancelled = self._stop is not None and self._stop.is_set()
+        self._stop = None
+        run["bar"].close()
+        self.undo_stack.push(run["group"])
+        elapsed = time.perf_counter() - run["t0"]
+        verb = "cancelled after" if cancelled else "propagated"
+        self.say(f"{verb} {run['done']} frames in {elapsed:.1f} s ({run['done'] / max(elapsed, 1e-6):.1f} frames/s)")
+        self.objects_changed.emit()
+
+    def cancel(self) -> None:
+        if self._stop is not None:
+            self._stop.set()
+        self.jobs.quit()
+
+    @property
+    def propagating(self) -> bool:
+        return self._stop is not None
+
+    # ------------------------------------------------------------------ undo
+    def undo(self) -> int:
+        """Revert the last SAM write (click, propagation, delete); returns pixels restored."""
+        if self.jobs.busy:
+            self._error("wait for the running job (or cancel it) before undoing")
+            return 0
+        group = self.undo_stack.pop()
+        if group is None or group.target not in self.viewer.layers:
+            self.say("nothing to undo")
+            return 0
+        restored = self.painters[id(group.target)].undo(group.target.data, group)
+        group.target.refresh()
+        self.say(f"undone: {group.description} ({restored} pixels)")
+        self.objects_changed.emit()
+        return restored

@@ -1,0 +1,167 @@
+"""The prompt layers the widget manages: a Points layer for clicks and a Shapes layer for boxes.
+
+Both layers copy the image layer's scale, translate and affine, so their data coordinates are
+the image's pixel coordinates: a click in world coordinates lands on the right pixel.
+
+Clicks on the Points layer (pan/zoom mode, the layer selected): left-click adds a positive
+point, Alt+left-click or right-click a negative one; a drag pans as usual and adds nothing.
+Each point carries the features ``obj_id`` and ``positive``; the layer *is* the prompt store.
+Rectangles drawn on the Shapes layer become box prompts of the current object.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+POINTS_NAME = "SAM prompts"
+BOXES_NAME = "SAM boxes"
+POSITIVE_COLOR = (0.1, 1.0, 0.2, 1.0)
+NEGATIVE_COLOR = (1.0, 0.15, 0.15, 1.0)
+CLICK_TOLERANCE_PX = 4  # a press and release further apart than this is a drag, not a click
+
+
+def is_negative_click(event) -> bool:
+    """Right button, or the Alt key held: a negative (background) click."""
+    return event.button == 2 or "Alt" in {str(getattr(m, "name", m)) for m in event.modifiers}
+
+
+class PromptLayers:
+    """Creates, finds and reads the prompt layers of one image layer.
+
+    Args:
+        viewer: the napari viewer.
+        on_point: called with (data coords (ndim,), positive) after a click added a point.
+        on_box: called with (vertices (4, ndim) data coords) after a rectangle was drawn.
+    """
+
+    def __init__(self, viewer, on_point: Callable, on_box: Callable):
+        self.viewer = viewer
+        self.on_point = on_point
+        self.on_box = on_box
+        self.points = None
+        self.boxes = None
+        self.obj_id = 1
+
+    # ----------------------------------------------------------------- layers
+    def attach(self, image_layer, ndim: int) -> None:
+        """Make (or reuse) prompt layers matching ``image_layer`` (``ndim`` non-channel dims)."""
+        geometry = {
+            "scale": tuple(image_layer.scale)[-ndim:],
+            "translate": tuple(image_layer.translate)[-ndim:],
+        }
+        if self.points is None or self.points not in self.viewer.layers or self.points.ndim != ndim:
+            self.points = self.viewer.add_points(
+                np.empty((0, ndim)), ndim=ndim, name=POINTS_NAME, size=7, border_width=0.15,
+                border_color="white", features={"obj_id": np.empty(0, int), "positive": np.empty(0, bool)},
+                **geometry,
+            )
+            self.points.feature_defaults = {"obj_id": self.obj_id, "positive": True}
+            self.points.mouse_drag_callbacks.append(self._on_mouse)
+        else:
+            self.points.scale, self.points.translate = geometry["scale"], geometry["translate"]
+        if self.boxes is None or self.boxes not in self.viewer.layers or self.boxes.ndim != ndim:
+            self.boxes = self.viewer.add_shapes(
+                ndim=ndim, name=BOXES_NAME, edge_color="yellow", face_color="transparent",
+                edge_width=1.5, features={"obj_id": np.empty(0, int)}, **geometry,
+            )
+            self.boxes.feature_defaults = {"obj_id": self.obj_id}
+            self.boxes.events.data.connect(self._on_shapes_data)
+        else:
+            self.boxes.scale, self.boxes.translate = geometry["scale"], geometry["translate"]
+
+    def set_object(self, obj_id: int) -> None:
+        self.obj_id = int(obj_id)
+        for layer in (self.points, self.boxes):
+            if layer is not None:
+                defaults = dict(layer.feature_defaults.iloc[0]) if len(layer.feature_defaults) else {}
+                defaults["obj_id"] = self.obj_id
+                layer.feature_defaults = defaults
+
+    def activate_points(self) -> None:
+        if self.points is not None and self.points in self.viewer.layers:
+            self.points.mode = "pan_zoom"
+            self.viewer.layers.selection.active = self.points
+
+    # ----------------------------------------------------------------- input
+    def add_point(self, coords, positive: bool) -> None:
+        """Add a prompt point at data ``coords`` for the current object, then notify."""
+        coords = np.asarray(coords, float)
+        n = len(self.points.data)
+        self.points.add(coords[None])
+        self.points.features.loc[n, "obj_id"] = self.obj_id
+        self.points.features.loc[n, "positive"] = bool(positive)
+        self._recolor()
+        self.on_point(coords, bool(positive))
+
+    def remove_last_point(self) -> None:
+        if self.points is not None and len(self.points.data):
+            self.points.selected_data = {len(self.points.data) - 1}
+            self.points.remove_selected()
+
+    def _recolor(self) -> None:
+        positive = self.points.features["positive"].to_numpy(bool)
+        colors = np.where(positive[:, None], POSITIVE_COLOR, NEGATIVE_COLOR)
+        self.points.face_color = colors if len(colors) else self.points.face_color
+
+    def _on_mouse(self, layer, event):
+        if layer.mode != "pan_zoom" or event.type != "mouse_press":
+            return
+        press_pos = np.asarray(event.pos, float)
+        world = tuple(event.position)
+        negative = is_negative_click(event)
+        yield
+        while event.type == "mouse_move":
+            yield
+        if np.abs(np.asarray(event.pos, float) - press_pos).max() > CLICK_TOLERANCE_PX:
+            return  # that was a pan
+        self.add_point(layer.world_to_data(world), not negative)
+
+    def _on_shapes_data(self, event) -> None:
+        if getattr(event, "action", None) != "added" or not len(self.boxes.data):
+            return
+        vertices = np.asarray(self.boxes.data[-1], float)
+        if self.boxes.shape_type[-1] != "rectangle":
+            return
+        self.on_box(vertices)
+
+    # ----------------------------------------------------------------- queries
+    def points_for(self, ref, frame: int, obj_id: int, frame_shape) -> tuple[np.ndarray, np.ndarray]:
+        """The (row, col) points and labels (1 positive, 0 negative) of an object on a frame."""
+        if self.points is None or not len(self.points.data):
+            return np.empty((0, 2)), np.empty(0, np.int32)
+        data = np.asarray(self.points.data, float)
+        feats = self.points.features
+        keep = feats["obj_id"].to_numpy(int) == int(obj_id)
+        keep &= np.array([ref.contains(p) and ref.frame_of(p) == frame for p in data], bool)
+        labels = feats["positive"].to_numpy(bool)[keep].astype(np.int32)
+        return data[keep][:, -2:], labels
+
+    def box_for(self, ref, frame: int, obj_id: int):
+        """The last box (r0, c0, r1, c1) drawn for an object on a frame, or None."""
+        if self.boxes is None or not len(self.boxes.data):
+            return None
+        ids = self.boxes.features["obj_id"].to_numpy(int)
+        for verts, oid in zip(reversed(self.boxes.data), reversed(ids)):
+            verts = np.asarray(verts, float)
+            if oid == obj_id and ref.contains(verts[0]) and ref.frame_of(verts[0]) == frame:
+                return box_from_vertices(verts)
+        return None
+
+    def remove_object(self, obj_id: int) -> None:
+        for layer in (self.points, self.boxes):
+            if layer is None or not len(layer.data):
+                continue
+            ids = layer.features["obj_id"].to_numpy(int)
+            layer.selected_data = set(np.flatnonzero(ids == obj_id).tolist())
+            layer.remove_selected()
+        if self.points is not None and len(self.points.data):
+            self._recolor()
+
+
+def box_from_vertices(vertices) -> tuple[float, float, float, float]:
+    """(r0, c0, r1, c1) of a rectangle's vertices (N, ndim) in data coordinates."""
+    plane = np.asarray(vertices, float)[:, -2:]
+    (r0, c0), (r1, c1) = plane.min(0), plane.max(0)
+    return float(r0), float(c0), float(r1), float(c1)

@@ -1,0 +1,59 @@
+"""npe2 reader: our OME-Zarr labels (and any NGFF 0.5 label image) and our OME-TIFF labels.
+
+Other ``.zarr`` stores and other TIFFs are left to napari's builtin reader (we return None).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from napari_sam2._napari._writer import PROVENANCE_KEY
+
+
+def napari_get_reader(path):
+    """Return a reader for ``path`` when it holds labels we can read, else None (never raises)."""
+    if isinstance(path, (list, tuple)):
+        if len(path) != 1:
+            return None
+        path = path[0]
+    path = Path(str(path).rstrip("/"))
+    suffix = path.suffix.lower()
+    if suffix == ".zarr":
+        from napari_sam2.io import find_label_image
+
+        return read_zarr if find_label_image(path) is not None else None
+    if suffix in (".tif", ".tiff"):
+        from napari_sam2.io import is_our_tiff
+
+        return read_tiff if is_our_tiff(path) else None
+    return None
+
+
+def _layer_data(labels, meta) -> list[tuple]:
+    kwargs = {
+        "name": meta.name,
+        "scale": meta.scale,
+        "translate": meta.translate,
+        "metadata": {PROVENANCE_KEY: meta.provenance},
+    }
+    if meta.axis_labels:
+        kwargs["axis_labels"] = meta.axis_labels
+    if meta.units:
+        kwargs["units"] = tuple("pixel" if u is None else u for u in meta.units)
+    return [(labels, kwargs, "labels")]
+
+
+def read_zarr(path) -> list[tuple]:
+    from napari_sam2.io import read_labels_zarr
+
+    path = path[0] if isinstance(path, (list, tuple)) else path
+    labels, meta, _colors = read_labels_zarr(str(path).rstrip("/"))
+    return _layer_data(labels, meta)
+
+
+def read_tiff(path) -> list[tuple]:
+    from napari_sam2.io import read_labels_tiff
+
+    path = path[0] if isinstance(path, (list, tuple)) else path
+    labels, meta = read_labels_tiff(path)
+    return _layer_data(labels, meta)

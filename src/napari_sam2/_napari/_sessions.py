@@ -1,0 +1,82 @@
+"""One ``TrackingSession`` per stack: (image layer, stack axis, position of the other axes).
+
+The store creates sessions lazily with the image layer's contrast limits as intensity range
+(what the user sees is what the model sees) and keeps them in step when the limits change.
+Switching model or device drops every session (their features belong to the old model).
+"""
+
+from __future__ import annotations
+
+from napari_sam2._napari._stack import FrameStack, StackRef, check_ndim
+
+
+def image_array(layer):
+    """The full-resolution data of an image layer (level 0 of a multiscale layer)."""
+    return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+
+
+def image_shape(layer) -> tuple[int, ...]:
+    """The non-channel shape of an image layer (RGB(A) axis removed)."""
+    shape = tuple(image_array(layer).shape)
+    return shape[:-1] if getattr(layer, "rgb", False) else shape
+
+
+def intensity_range(layer) -> tuple[float, float] | None:
+    """The layer's contrast limits as ``(lo, hi)``, None when they are degenerate."""
+    lo, hi = (float(v) for v in layer.contrast_limits)
+    return (lo, hi) if hi > lo else None
+
+
+class SessionStore:
+    """Maps (image layer, ``StackRef``) to a ``TrackingSession`` built on demand."""
+
+    def __init__(self):
+        self.model = None
+        self._sessions: dict[tuple[int, StackRef], object] = {}
+        self._layers: dict[int, object] = {}
+
+    def set_model(self, model) -> None:
+        self.model = model
+        self._sessions.clear()
+
+    def get(self, layer, ref: StackRef, *, create: bool = True):
+        """The session of ``ref`` on ``layer`` (created when ``create``), or None."""
+        key = (id(layer), ref)
+        session = self._sessions.get(key)
+        if session is None and create:
+            if self.model is None:
+                raise RuntimeError("no model is loaded yet: pick one and press Load")
+            from napari_sam2.engine import TrackingSession
+
+            check_ndim(image_shape(layer))
+            frames = FrameStack(image_array(layer), ref, rgb=getattr(layer, "rgb", False))
+            session = TrackingSession(
+                self.model, frames, axis=0, intensity_range=intensity_range(layer)
+            )
+            self._sessions[key] = session
+            self._layers[id(layer)] = layer
+        return session
+
+    def sessions_of(self, layer) -> list[tuple[StackRef, object]]:
+        return [(ref, s) for (lid, ref), s in self._sessions.items() if lid == id(layer)]
+
+    def all(self) -> list[object]:
+        return list(self._sessions.values())
+
+    def update_intensity_range(self, layer) -> int:
+        """Push the layer's contrast limits into its sessions; returns how many changed."""
+        rng = intensity_range(layer)
+        sessions = self.sessions_of(layer)
+        for _, session in sessions:
+            session.set_intensity_range(rng)
+        return len(sessions)
+
+    def drop_layer(self, layer) -> None:
+        for key in [k for k in self._sessions if k[0] == id(layer)]:
+            del self._sessions[key]
+        self._layers.pop(id(layer), None)
+
+    def remove_object(self, obj_id: int) -> None:
+        for session in self._sessions.values():
+            if obj_id in session.obj_ids:
+                session.remove_object(obj_id)

@@ -1,0 +1,297 @@
+"""The docked SAM 2 widget (Plugins > SAM 2): Qt controls wired to a ``Sam2Controller``.
+
+Handlers are small methods that read the controls and call the controller, so tests can set
+the private controls and call ``_on_propagate()`` and friends directly, or click the buttons.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_sam2._napari._controller import DEFAULT_MODEL, Sam2Controller
+from napari_sam2._napari._objects import ObjectRow, ObjectTable
+from napari_sam2._napari._stack import frame_ranges
+
+if TYPE_CHECKING:
+    import napari
+
+NEW_LABELS = "<new labels layer>"
+UNDO_KEY = "Alt-Z"
+KEYS_HELP = (
+    "Left-click: object   Alt+click or right-click: background\n"
+    "Draw a rectangle on 'SAM boxes' for a box prompt   "
+    f"{UNDO_KEY}: undo the last SAM write"
+)
+
+
+def model_choices() -> list[str]:
+    from napari_sam2.model.config import VARIANTS
+
+    names = list(VARIANTS)
+    names.sort(key=lambda n: (n != DEFAULT_MODEL, n))
+    return names
+
+
+def device_choices() -> list[str]:
+    from napari_sam2.engine.device import available_devices
+
+    return ["auto", *[d for d in available_devices() if d != "auto"]]
+
+
+class Sam2Widget(QWidget):
+    """Segment and track objects with SAM 2 in the current napari viewer."""
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer, parent=None):
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.controller = Sam2Controller(napari_viewer)
+        self._build()
+        self._connect()
+        self._refresh_layers()
+        self._on_image_chosen()
+
+    # ------------------------------------------------------------------ build
+    def _build(self) -> None:
+        layout = QVBoxLayout(self)
+        data = QGroupBox("Data")
+        form = QFormLayout(data)
+        self._image_combo, self._labels_combo, self._axis_combo = QComboBox(), QComboBox(), QComboBox()
+        form.addRow("image", self._image_combo)
+        form.addRow("labels", self._labels_combo)
+        form.addRow("track along", self._axis_combo)
+        layout.addWidget(data)
+
+        model = QGroupBox("Model")
+        form = QFormLayout(model)
+        self._model_combo = QComboBox()
+        self._model_combo.addItems(model_choices())
+        self._checkpoint_edit = QLineEdit()
+        self._checkpoint_edit.setPlaceholderText("optional local checkpoint file (.pt, .safetensors)")
+        self._browse_button = QPushButton("...")
+        row = QHBoxLayout()
+        row.addWidget(self._checkpoint_edit)
+        row.addWidget(self._browse_button)
+        self._device_combo = QComboBox()
+        self._device_combo.addItems(device_choices())
+        self._load_button = QPushButton("Load model")
+        form.addRow("variant", self._model_combo)
+        form.addRow("checkpoint", row)
+        form.addRow("device", self._device_combo)
+        form.addRow(self._load_button)
+        layout.addWidget(model)
+
+        objects = QGroupBox("Objects")
+        box = QVBoxLayout(objects)
+        self._keys_label = QLabel(KEYS_HELP)
+        self._keys_label.setWordWrap(True)
+        box.addWidget(self._keys_label)
+        row = QHBoxLayout()
+        self._new_button, self._delete_button = QPushButton("New object"), QPushButton("Delete")
+        row.addWidget(self._new_button)
+        row.addWidget(self._delete_button)
+        box.addLayout(row)
+        self._table = ObjectTable()
+        box.addWidget(self._table)
+        self._mask_button = QPushButton("Use painted mask as prompt")
+        self._track_all_button = QPushButton("Track all labels on this frame")
+        box.addWidget(self._mask_button)
+        box.addWidget(self._track_all_button)
+        layout.addWidget(objects)
+
+        prop = QGroupBox("Propagate")
+        form = QFormLayout(prop)
+        self._direction_combo = QComboBox()
+        self._direction_combo.addItems(["forward", "backward", "both"])
+        self._all_frames_check = QCheckBox("all frames")
+        self._all_frames_check.setChecked(True)
+        self._first_spin, self._last_spin = QSpinBox(), QSpinBox()
+        row = QHBoxLayout()
+        for w in (self._all_frames_check, self._first_spin, self._last_spin):
+            row.addWidget(w)
+        self._objects_combo = QComboBox()
+        self._objects_combo.addItems(["all objects", "selected objects"])
+        self._follow_check = QCheckBox("follow frames while propagating")
+        self._follow_check.setChecked(True)
+        self._overwrite_check = QCheckBox("SAM may overwrite other labels")
+        self._propagate_button, self._cancel_button = QPushButton("Propagate"), QPushButton("Cancel")
+        self._cancel_button.setEnabled(False)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self._propagate_button)
+        buttons.addWidget(self._cancel_button)
+        self._progress_bar = QProgressBar()
+        self._speed_label = QLabel("")
+        form.addRow("direction", self._direction_combo)
+        form.addRow("range", row)
+        form.addRow("objects", self._objects_combo)
+        form.addRow(self._follow_check)
+        form.addRow(self._overwrite_check)
+        form.addRow(buttons)
+        form.addRow(self._progress_bar)
+        form.addRow(self._speed_label)
+        layout.addWidget(prop)
+
+        self._undo_button = QPushButton(f"Undo last SAM write ({UNDO_KEY})")
+        layout.addWidget(self._undo_button)
+        self._status_label = QLabel("")
+        self._status_label.setWordWrap(True)
+        layout.addWidget(self._status_label)
+        layout.addStretch(1)
+        self._slice_timer = QTimer(self)
+        self._slice_timer.setSingleShot(True)
+        self._slice_timer.setInterval(120)
+
+    def _connect(self) -> None:
+        c = self.controller
+        c.status.connect(self._on_status)
+        c.objects_changed.connect(self._refresh_objects)
+        c.progress.connect(self._on_progress)
+        c.busy_changed.connect(self._on_busy)
+        self._image_combo.currentIndexChanged.connect(self._on_image_chosen)
+        self._labels_combo.activated.connect(self._on_labels_chosen)
+        self._axis_combo.currentIndexChanged.connect(self._on_axis_chosen)
+        self._browse_button.clicked.connect(self._on_browse)
+        self._load_button.clicked.connect(self._on_load)
+        self._new_button.clicked.connect(self._on_new_object)
+        self._delete_button.clicked.connect(self._on_delete)
+        self._table.object_selected.connect(c.select_object)
+        self._mask_button.clicked.connect(lambda: c.mask_as_prompt())
+        self._track_all_button.clicked.connect(lambda: c.mask_as_prompt("all"))
+        self._propagate_button.clicked.connect(self._on_propagate)
+        self._cancel_button.clicked.connect(c.cancel)
+        self._undo_button.clicked.connect(c.undo)
+        self._all_frames_check.toggled.connect(self._on_all_frames)
+        self._follow_check.toggled.connect(lambda on: setattr(c, "follow", on))
+        self._overwrite_check.toggled.connect(lambda on: setattr(c, "overwrite", on))
+        self.viewer.layers.events.inserted.connect(self._refresh_layers)
+        self.viewer.layers.events.removed.connect(self._refresh_layers)
+        self.viewer.dims.events.current_step.connect(self._on_slice_changed)
+        self._slice_timer.timeout.connect(c.prefetch_current)
+        self.viewer.bind_key(UNDO_KEY, lambda viewer: c.undo(), overwrite=True)
+        self._on_all_frames(True)
+
+    # ------------------------------------------------------------------ layers
+    def _layers_of(self, kind: str) -> list:
+        import napari
+
+        cls = {"image": napari.layers.Image, "labels": napari.layers.Labels}[kind]
+        return [layer for layer in self.viewer.layers if isinstance(layer, cls)]
+
+    def _refresh_layers(self, event=None) -> None:
+        for combo, kind, extra in ((self._image_combo, "image", []), (self._labels_combo, "labels", [NEW_LABELS])):
+            current = combo.currentText()
+            combo.blockSignals(True)
+            combo.clear()
+            combo.addItems([layer.name for layer in self._layers_of(kind)] + extra)
+            index = combo.findText(current)
+            combo.setCurrentIndex(index if index >= 0 else 0)
+            combo.blockSignals(False)
+        if self.controller.labels_layer is not None:
+            self._labels_combo.setCurrentText(self.controller.labels_layer.name)
+        image = self._selected("image", self._image_combo)
+        if image is not self.controller.image_layer:
+            self._on_image_chosen()
+
+    def _selected(self, kind: str, combo: QComboBox):
+        for layer in self._layers_of(kind):
+            if layer.name == combo.currentText():
+                return layer
+        return None
+
+    def _on_image_chosen(self, index=None) -> None:
+        if not self.controller.set_image_layer(self._selected("image", self._image_combo)):
+            return
+        self._axis_combo.blockSignals(True)
+        self._axis_combo.clear()
+        self._axis_combo.addItems(self.controller.axis_names())
+        if self.controller.stack_axis is not None:
+            self._axis_combo.setCurrentIndex(self.controller.stack_axis)
+        self._axis_combo.blockSignals(False)
+        self._update_range_limits()
+        self.controller.prefetch_current()
+
+    def _on_labels_chosen(self, index=None) -> None:
+        self.controller.set_labels_layer(self._selected("labels", self._labels_combo))
+        self._refresh_layers()
+
+    def _on_axis_chosen(self, index: int) -> None:
+        if index >= 0:
+            self.controller.set_stack_axis(index)
+            self._update_range_limits()
+
+    def _update_range_limits(self) -> None:
+        n = max(self.controller.num_frames(), 1)
+        for spin in (self._first_spin, self._last_spin):
+            spin.setRange(0, n - 1)
+        self._first_spin.setValue(0)
+        self._last_spin.setValue(n - 1)
+
+    # ------------------------------------------------------------------ handlers
+    def _on_browse(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "SAM 2 checkpoint", "", "Checkpoints (*.pt *.pth *.safetensors)")
+        if path:
+            self._checkpoint_edit.setText(path)
+
+    def _on_load(self) -> None:
+        self.controller.load_model(
+            self._model_combo.currentText(), self._checkpoint_edit.text().strip() or None,
+            self._device_combo.currentText(),
+        )
+
+    def _on_new_object(self) -> None:
+        self.controller.new_object()
+        self._refresh_layers()
+
+    def _on_delete(self) -> None:
+        self.controller.delete_objects(self._table.selected_ids() or [self.controller.current_obj])
+
+    def _on_all_frames(self, on: bool) -> None:
+        self._first_spin.setEnabled(not on)
+        self._last_spin.setEnabled(not on)
+
+    def _on_propagate(self) -> None:
+        frame_range = None if self._all_frames_check.isChecked() else (self._first_spin.value(), self._last_spin.value())
+        selected = self._objects_combo.currentIndex() == 1
+        obj_ids = (self._table.selected_ids() or [self.controller.current_obj]) if selected else None
+        self.controller.propagate(self._direction_combo.currentText(), frame_range, obj_ids)
+
+    def _on_status(self, text: str) -> None:
+        self._status_label.setText(text)
+
+    def _on_slice_changed(self, event=None) -> None:
+        self._slice_timer.start()
+
+    def _on_progress(self, done: int, total: int, fps: float) -> None:
+        self._progress_bar.setMaximum(max(total, 1))
+        self._progress_bar.setValue(done)
+        self._speed_label.setText(f"{done}/{total} frames, {fps:.1f} frames/s")
+
+    def _on_busy(self, busy: bool) -> None:
+        self._cancel_button.setEnabled(busy)
+        self._propagate_button.setEnabled(not busy)
+        self._load_button.setEnabled(not busy)
+
+    def _refresh_objects(self) -> None:
+        c = self.controller
+        rows = []
+        for obj in sorted(c.objects):
+            rgba = tuple(c.labels_layer.get_color(obj)) if c.labels_layer is not None else (1, 1, 1, 1)
+            rows.append(ObjectRow(obj, rgba, frame_ranges(c.frames_covered(obj))))
+        self._table.set_rows(rows, c.current_obj)
+        self._refresh_layers()

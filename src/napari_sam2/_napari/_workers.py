@@ -1,0 +1,192 @@
+"""Background work for the plugin: plain generators, and one queue that runs them in workers.
+
+Everything heavy (model loading, frame encoding, decoding a click, propagation) runs in napari
+``thread_worker``s; results come back through signals on the main thread, which alone touches
+layers. The generators here know nothing about Qt, so tests can also drain them directly.
+
+* :func:`load_model_steps` loads a model, yielding ``(done_bytes, total_bytes)`` download
+  progress, and returns the model;
+* :func:`propagation_steps` streams ``FrameResult``s of one or two propagation passes and stops
+  within one frame of a cancel request;
+* :class:`JobQueue` runs session-changing jobs one at a time (a ``TrackingSession`` is not
+  meant to be changed from two threads at once).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+
+def load_model_steps(name: str, checkpoint: str | None, device: str) -> Iterator[tuple[int, int]]:
+    """Load a model in a helper thread, yielding its download progress; returns the model.
+
+    Yields:
+        ``(done_bytes, total_bytes)`` while the checkpoint downloads (nothing when cached).
+
+    Returns:
+        The ``Sam2Model`` in eval mode (raises whatever ``load_model`` raised).
+    """
+    from napari_sam2.model import load_model
+
+    updates: queue.Queue = queue.Queue()
+    result: dict = {}
+
+    def target():
+        try:
+            result["model"] = load_model(
+                name, checkpoint, device=device,
+                progress=lambda done, total: updates.put((int(done), int(total or 0))),
+            )
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            result["error"] = exc
+        finally:
+            updates.put(None)
+
+    threading.Thread(target=target, name="napari-sam2-load", daemon=True).start()
+    while (item := updates.get()) is not None:
+        yield item
+    if "error" in result:
+        raise result["error"]
+    return result["model"]
+
+
+@dataclass(frozen=True)
+class PropagationPlan:
+    """What to propagate: from ``start`` over ``[first, last]`` (inclusive) of a stack.
+
+    Attributes:
+        start: the frame propagation starts from (usually the shown frame).
+        first, last: the range of frames that may be written.
+        forward, backward: which passes to run (both: forward first, then backward).
+        obj_ids: objects to propagate, or None for all objects of the session.
+    """
+
+    start: int
+    first: int
+    last: int
+    forward: bool = True
+    backward: bool = False
+    obj_ids: tuple[int, ...] | None = None
+
+    def __post_init__(self):
+        if not self.first <= self.start <= self.last:
+            raise ValueError(
+                f"the start frame {self.start} must lie in the range [{self.first}, {self.last}]"
+            )
+        if not (self.forward or self.backward):
+            raise ValueError("choose forward, backward or both")
+
+    @property
+    def n_frames(self) -> int:
+        """How many frames the passes write (the start frame is written once per pass)."""
+        n = 0
+        if self.forward:
+            n += self.last - self.start + 1
+        if self.backward:
+            n += self.start - self.first + 1
+        return n
+
+
+def propagation_steps(session, plan: PropagationPlan, stop: threading.Event):
+    """Stream the ``FrameResult``s of ``plan``; returns the number of frames done.
+
+    The engine generator is closed as soon as ``stop`` is set or the range ends, so a cancel
+    takes effect within one frame and everything computed so far is kept.
+    """
+    obj_ids = None if plan.obj_ids is None else list(plan.obj_ids)
+    passes = []
+    if plan.forward:
+        passes.append((False, plan.last - plan.start))
+    if plan.backward:
+        passes.append((True, plan.start - plan.first))
+    done = 0
+    for reverse, span in passes:
+        results = session.propagate(plan.start, reverse=reverse, max_frames=span + 1, obj_ids=obj_ids)
+        try:
+            for result in results:
+                if stop.is_set():
+                    return done
+                if not plan.first <= result.frame <= plan.last:
+                    break
+                done += 1
+                yield result
+        finally:
+            results.close()
+    return done
+
+
+def prefetch_steps(session, frames: list[int], stop: threading.Event):
+    """Encode (and cache) ``frames`` of a session one by one; yields each frame index."""
+    for frame in frames:
+        if stop.is_set():
+            return
+        session.encode_frame(frame)
+        yield frame
+
+
+class JobQueue:
+    """Runs jobs (functions or generators) in napari workers, one at a time, in order.
+
+    ``submit(fn, ...)`` queues ``fn()``; its ``yielded``/``returned``/``errored`` signals are
+    connected before the worker starts. ``busy`` tells whether a job is running.
+    """
+
+    def __init__(self):
+        self._pending: list[tuple] = []
+        self.worker = None
+        self.on_idle: Callable[[], None] | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self.worker is not None
+
+    def submit(
+        self,
+        fn: Callable,
+        *,
+        yielded: Callable | None = None,
+        returned: Callable | None = None,
+        errored: Callable | None = None,
+        finished: Callable | None = None,
+    ) -> None:
+        self._pending.append((fn, yielded, returned, errored, finished))
+        if self.worker is None:
+            self._start_next()
+
+    def clear_pending(self) -> None:
+        self._pending.clear()
+
+    def quit(self) -> None:
+        """Drop queued jobs and ask the running generator job to stop at its next yield."""
+        self._pending.clear()
+        if self.worker is not None and hasattr(self.worker, "quit"):
+            self.worker.quit()
+
+    def _start_next(self) -> None:
+        from napari.qt.threading import create_worker
+
+        if not self._pending:
+            self.worker = None
+            if self.on_idle is not None:
+                self.on_idle()
+            return
+        fn, yielded, returned, errored, finished = self._pending.pop(0)
+        worker = create_worker(fn, _start_thread=False, _ignore_errors=True)
+        if yielded is not None and hasattr(worker, "yielded"):
+            worker.yielded.connect(yielded)
+        if returned is not None:
+            worker.returned.connect(returned)
+        if errored is not None:
+            worker.errored.connect(errored)
+        if finished is not None:
+            worker.finished.connect(finished)
+        worker.finished.connect(self._on_finished)
+        self.worker = worker
+        worker.start()
+
+    def _on_finished(self) -> None:
+        self.worker = None
+        self._start_next()
