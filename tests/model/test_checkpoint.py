@@ -240,3 +240,27 @@ def test_partial_official_file_matches_no_variant(meta_state_dicts):
     del sd["no_obj_ptr"]
     with pytest.raises(CheckpointError, match="matches no other registered variant"):
         check_state_dict(sd, "sam2.1_hiera_small")
+
+
+@pytest.mark.parametrize("name", OFFICIAL)
+def test_official_key_lists_are_identified(name):
+    from tests.reference_weights import read_key_list
+
+    expected = {name, "medsam2"} if name == "sam2.1_hiera_tiny" else {name}
+    assert set(identify_variant(read_key_list(name))) == expected
+
+
+@pytest.mark.slow
+def test_official_format_file_loads_with_load_model(tmp_path):
+    """Meta's layout ({"model": sd}, 156 MB) with the reference weight rule, via a file."""
+    from napari_sam2.model import load_model
+    from tests.reference_weights import reference_state_dict
+
+    sd = reference_state_dict("sam2.1_hiera_tiny")
+    path = tmp_path / "sam2.1_hiera_tiny.pt"
+    torch.save({"model": sd}, path)
+    for name in ("sam2.1_hiera_tiny", "medsam2"):
+        model = load_model(name, path, device="cpu")
+        _same(model.state_dict(), sd)
+    with pytest.raises(CheckpointError, match="'sam2.1_hiera_tiny' / 'medsam2' checkpoint, not"):
+        load_model("sam2_hiera_tiny", path, device="cpu")
