@@ -147,18 +147,37 @@ class Hiera(nn.Module):
             dim = dim_out
         self.blocks = nn.ModuleList(blocks)
         self.channel_list = tuple(reversed(cfg.stage_dims))
+        self._pe_cache: tuple | None = None
 
     def _pos_embed(self, h: int, w: int) -> torch.Tensor:
-        """(1, h, w, C): bicubic-resized background embedding + tiled window embedding."""
-        pe = F.interpolate(self.pos_embed, size=(h, w), mode="bicubic", align_corners=False)
+        """(1, h, w, C): bicubic-resized background embedding + tiled window embedding.
+
+        Cached while no gradient is needed; the key includes the parameters' versions, so
+        loading new weights (in-place copies) invalidates it.
+        """
+        p, win = self.pos_embed, self.pos_embed_window
+        cacheable = not (torch.is_grad_enabled() and (p.requires_grad or win.requires_grad))
+        key = (h, w, p.device, p.dtype, p.data_ptr(), p._version, win.data_ptr(), win._version)
+        if cacheable and self._pe_cache is not None and self._pe_cache[0] == key:
+            return self._pe_cache[1]
+        if not cacheable:
+            return self._compute_pos_embed(h, w)
+        # a normal (non-inference) tensor, so that a later training step may use the cache
+        with torch.inference_mode(False), torch.no_grad():
+            pe = self._compute_pos_embed(h, w)
+        self._pe_cache = (key, pe)
+        return pe
+
+    def _compute_pos_embed(self, h: int, w: int) -> torch.Tensor:
         win = self.pos_embed_window
+        pe = F.interpolate(self.pos_embed, size=(h, w), mode="bicubic", align_corners=False)
         pe = pe + win.tile(1, 1, h // win.shape[-2], w // win.shape[-1])
-        return pe.permute(0, 2, 3, 1)
+        return pe.permute(0, 2, 3, 1).contiguous()
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """(B, 3, S, S) -> [stride 4, 8, 16, 32] feature maps, channels-first."""
-        x = self.patch_embed.proj(x).permute(0, 2, 3, 1)  # (B, S/4, S/4, C)
-        x = x + self._pos_embed(x.shape[1], x.shape[2])
+        x = self.patch_embed.proj(x).permute(0, 2, 3, 1)  # (B, S/4, S/4, C), strided view
+        x = self._pos_embed(x.shape[1], x.shape[2]) + x  # this order gives a contiguous result
         outputs = []
         for i, block in enumerate(self.blocks):
             x = block(x)

@@ -36,7 +36,9 @@ class PositionEmbeddingSine(nn.Module):
         key = (h, w, str(device))
         pe = self._cache.get(key)
         if pe is None:
-            pe = self._compute(h, w, device)
+            # a normal tensor even when first asked for under inference_mode (training later)
+            with torch.inference_mode(False), torch.no_grad():
+                pe = self._compute(h, w, device)
             self._cache[key] = pe
         return pe
 
@@ -118,15 +120,15 @@ def axial_rope_tables(
     hit = _ROPE_CACHE.get(key)
     if hit is not None:
         return hit
-    freqs = 1.0 / (theta ** (torch.arange(0, head_dim, 4, device=device)[: head_dim // 4]
-                             .float() / head_dim))
-    n = torch.arange(side * side, dtype=torch.float32, device=device)
-    tx = n % side
-    ty = torch.div(n, side, rounding_mode="floor")
-    angles = torch.cat([torch.outer(tx, freqs), torch.outer(ty, freqs)], dim=-1)
-    # torch.polar then real/imag, as the complex formulation does
-    cis = torch.polar(torch.ones_like(angles), angles)
-    tables = (cis.real.contiguous(), cis.imag.contiguous())
+    with torch.inference_mode(False), torch.no_grad():
+        freqs = 1.0 / (theta ** (torch.arange(0, head_dim, 4, device=device)[: head_dim // 4]
+                                 .float() / head_dim))
+        n = torch.arange(side * side, dtype=torch.float32, device=device)
+        tx = n % side
+        ty = torch.div(n, side, rounding_mode="floor")
+        angles = torch.cat([torch.outer(tx, freqs), torch.outer(ty, freqs)], dim=-1)
+        # the real and imaginary parts of polar(1, angle); no complex dtype (MPS has none)
+        tables = (torch.cos(angles), torch.sin(angles))
     _ROPE_CACHE[key] = tables
     return tables
 
