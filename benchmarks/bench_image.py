@@ -1,0 +1,116 @@
+"""Image-predictor speed: encoder time and click latency (decoder only, embedding cached).
+
+    .venv/bin/python benchmarks/bench_image.py                       # tiny, CPU, float32
+    .venv/bin/python benchmarks/bench_image.py --variants tiny small base_plus large
+    .venv/bin/python benchmarks/bench_image.py --device cuda          # bf16 autocast on CUDA
+
+Prints the machine, then per variant the median (and min/max) of:
+
+* ``encode``: ``ImagePredictor.encode`` on a 1024 x 1024 RGB uint8 image (preprocessing +
+  image encoder), as Meta's ``set_image``;
+* ``click``: ``ImagePredictor.predict`` with one positive point, multimask on (prompt encoder,
+  mask decoder, upsampling of the 3 masks to the image size, thresholding, copy to numpy);
+* ``click+box``: a box and a negative point, single-mask output.
+
+Weights are random (``build_model``); speed does not depend on their values. Meta's numbers
+measured on the 2-core CPU machines of this project (issue 2) are printed as the baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from napari_sam2.engine import ImagePredictor, choose_device
+from napari_sam2.model import build_model
+
+# Meta's SAM2ImagePredictor on the project's 2-core CPU machines, float32 (issue 2).
+META_CPU_ENCODE_S = {"tiny": 1.6, "small": 1.8, "base_plus": 3.2, "large": 7.1}
+META_CPU_CLICK_MS = 53.0
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def timed(fn, repeats: int, warmup: int, sync) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    sync()
+    out = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def fmt(ts: list[float], unit: float, suffix: str) -> str:
+    med = statistics.median(ts) * unit
+    return f"{med:8.1f} {suffix} (min {min(ts) * unit:.1f}, max {max(ts) * unit:.1f}, n={len(ts)})"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description="Image encoder and click latency benchmark")
+    ap.add_argument("--variants", nargs="+", default=["tiny"],
+                    help="tiny small base_plus large (sam2.1_hiera_*), or full names")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    ap.add_argument("--image", type=int, nargs=2, default=(1024, 1024), metavar=("H", "W"))
+    ap.add_argument("--encode-repeats", type=int, default=5)
+    ap.add_argument("--click-repeats", type=int, default=50)
+    ap.add_argument("--float32", action="store_true", help="no bf16 autocast on CUDA")
+    args = ap.parse_args()
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = choose_device(args.device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    print(f"machine: {cpu_name()}; {os.cpu_count()} logical CPUs; torch {torch.__version__}; "
+          f"{torch.get_num_threads()} torch threads; device {device}"
+          + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
+    h, w = args.image
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    print(f"image {h}x{w} RGB uint8; medians over repeats after warm-up")
+
+    for v in args.variants:
+        name = v if v.startswith("sam2") or v in ("medsam2", "sam2_demo") else f"sam2.1_hiera_{v}"
+        torch.manual_seed(0)
+        model = build_model(name, device=device)
+        pred = ImagePredictor(model, bfloat16=False if args.float32 else None)
+        emb = pred.encode(image)
+        pred.embedding = emb
+        enc = timed(lambda: pred.encode(image), args.encode_repeats, 1, sync)
+        click = timed(lambda: pred.predict(points=[[h / 2, w / 3]], labels=[1]),
+                      args.click_repeats, 5, sync)
+        boxpt = timed(lambda: pred.predict(box=(h / 4, w / 4, h / 2, w / 2), points=[[h / 3, w / 3]],
+                                           labels=[0], multimask_output=False),
+                      args.click_repeats, 5, sync)
+        short = name.replace("sam2.1_hiera_", "")
+        print(f"\n{name}  (S={model.config.image_size}, embedding {emb.nbytes / 2**20:.0f} MiB)")
+        print(f"  encode     {fmt(enc, 1.0, 's ')}")
+        print(f"  click      {fmt(click, 1e3, 'ms')}")
+        print(f"  click+box  {fmt(boxpt, 1e3, 'ms')}")
+        if device.type == "cpu" and short in META_CPU_ENCODE_S:
+            print(f"  baseline (Meta, 2-core CPU, issue 2): encode {META_CPU_ENCODE_S[short]:.1f} s,"
+                  f" click {META_CPU_CLICK_MS:.0f} ms")
+        del model, pred, emb
+
+
+if __name__ == "__main__":
+    main()
