@@ -235,3 +235,16 @@ def test_record_is_written_atomically(tmp_path):
     download._write_record(target, name=NAME, url=None, sha256="ab", source="test")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["w.pt", "w.pt.json"]
     assert json.loads(Path(record_path(target)).read_text())["sha256"] == "ab"
+
+
+def test_download_module_and_cli_parser_import_without_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import argparse, sys; from napari_sam2.model import download, download_cli; "
+        "download_cli.add_arguments(argparse.ArgumentParser()); "
+        "sys.exit(1 if 'torch' in sys.modules else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr

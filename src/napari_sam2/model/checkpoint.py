@@ -25,15 +25,22 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from napari_sam2.model.download import CheckpointError  # torch-free home, re-exported here
+
+__all__ = [
+    "CheckpointError",
+    "check_state_dict",
+    "identify_variant",
+    "load_weights",
+    "normalize_keys",
+    "read_state_dict",
+]
+
 #: How many offending keys an error message lists.
 _MAX_LISTED = 5
 
 _ZIP_MAGIC = b"PK\x03\x04"
 _WRAPPER_KEYS = ("model", "state_dict")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file is damaged, of the wrong variant, or does not fit the model."""
 
 
 def read_state_dict(path: str | Path) -> dict[str, Tensor]:

@@ -26,8 +26,6 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from napari_sam2.model.checkpoint import CheckpointError
-
 #: ``progress(downloaded_bytes, total_bytes)``; ``total_bytes`` is 0 when the server gives none.
 ProgressCallback = Callable[[int, int], None]
 
@@ -57,6 +55,13 @@ CHECKPOINT_URLS: dict[str, str] = {
 KNOWN_SHA256: dict[str, str] = {}
 
 _CHUNK = 1 << 20
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is damaged, of the wrong variant, or does not fit the model.
+
+    Defined here so that this module (and the ``download`` CLI) imports without torch;
+    :mod:`napari_sam2.model.checkpoint` re-exports it."""
 
 
 class CheckpointDownloadError(OSError):
