@@ -166,8 +166,8 @@ def _mismatch_message(
     missing = sorted(expected.keys() - found.keys())
     unexpected = sorted(found.keys() - expected.keys())
     wrong = sorted(k for k in expected.keys() & found.keys() if expected[k] != found[k])
-    lines = [f"The checkpoint does not fit the {variant_name!r} model"
-             " and matches no other registered variant:"]
+    lines = [f"The checkpoint does not fit the {variant_name!r} model and matches no other "
+             "registered variant:"]
     if missing:
         lines.append(f"  {len(missing)} missing key(s), e.g. {_listing(missing)}")
     if unexpected:
@@ -177,7 +177,8 @@ def _mismatch_message(
             f"{k}: file {found[k]} vs model {expected[k]}" for k in wrong[:_MAX_LISTED]
         )
         lines.append(f"  {len(wrong)} shape mismatch(es), e.g. {shown}")
-    lines.append("Check that the file was made for this variant, or pass the variant it was made for.")
+    lines.append("Check that the file was made for this variant, or load it as the variant it "
+                 "was made for.")
     return "\n".join(lines)
 
 

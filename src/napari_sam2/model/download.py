@@ -4,8 +4,9 @@
 through pooch on first use. Guarantees:
 
 * **Cache location:** the ``cache_dir`` argument, else ``$NAPARI_SAM2_CACHE``, else the
-  platform's user cache (``pooch.os_cache("napari-sam2")``: ``~/.cache/napari-sam2`` on Linux,
-  ``~/Library/Caches/napari-sam2`` on macOS, ``%LOCALAPPDATA%\\napari-sam2\\Cache`` on Windows).
+  platform's user cache (``pooch.os_cache("napari-sam2")``: ``~/.cache/napari-sam2`` on
+  Linux, ``~/Library/Caches/napari-sam2`` on macOS,
+  ``%LOCALAPPDATA%\\napari-sam2\\napari-sam2\\Cache`` on Windows).
 * **Atomic writes:** pooch streams into a temporary file in the cache folder and renames it only
   when the transfer is complete, so an interrupted download never leaves a half file.
 * **Integrity:** at first download (or first use of a file placed by hand) the file's sha256 is
