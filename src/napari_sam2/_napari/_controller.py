@@ -41,7 +41,7 @@ class Sam2Controller:
         self.stack_axis: int | None = None
         self.sessions = SessionStore()
         self.jobs = JobQueue()
-        self.jobs.on_idle = lambda: self.busy_changed.emit(False)
+        self.jobs.on_idle = self._on_idle
         self.prefetcher = Prefetcher()
         self.prefetcher.on_error = self._on_error
         self.prompts = PromptLayers(viewer, self._on_point, self._on_box)
@@ -54,6 +54,7 @@ class Sam2Controller:
         self.model_name: str | None = None
         self._stop: threading.Event | None = None
         self._run: dict = {}
+        self._contrast_dirty = False
 
     # ------------------------------------------------------------------ messages
     def say(self, text: str) -> None:
@@ -229,9 +230,21 @@ class Sam2Controller:
         self.prefetcher.request(session, ref.frame_of(self.position()))
 
     def _on_contrast(self, event=None) -> None:
-        if self.image_layer is not None and not self.jobs.busy:
+        """Contrast limits are the model's intensity range (applied between jobs)."""
+        self._contrast_dirty = True
+        if not self.jobs.busy:
+            self._apply_contrast()
+
+    def _apply_contrast(self) -> None:
+        self._contrast_dirty = False
+        if self.image_layer is not None:
             self.sessions.update_intensity_range(self.image_layer)
             self.prefetcher.forget()
+
+    def _on_idle(self) -> None:
+        if self._contrast_dirty:
+            self._apply_contrast()
+        self.busy_changed.emit(False)
 
     # ------------------------------------------------------------------ prompts
     def _check_ready(self) -> bool:
@@ -269,9 +282,10 @@ class Sam2Controller:
         def job():
             session = self.sessions.get(layer, ref)
             if box is not None:
-                result = session.add_box(frame, obj_id, box)
-                if len(points):
-                    result = session.add_points(frame, obj_id, points, labels, clear=False)
+                some = len(points) > 0
+                result = session.add_box(
+                    frame, obj_id, box, points=points if some else None, labels=labels if some else None
+                )
             elif len(points):
                 result = session.add_points(frame, obj_id, points, labels, clear=True)
             else:
@@ -430,18 +444,23 @@ class Sam2Controller:
         return True
 
     def _on_frame(self, result) -> None:
+        # Qt calls below (progress bar, refresh) may process events, so this handler can be
+        # re-entered: read and update the run state first, then call out.
         run = self._run
+        if not run:
+            return
         wanted = run["plan"].obj_ids or result.obj_ids
         for obj in wanted:
             if obj in result.obj_ids:
                 self._paste(run["group"], run["ref"], result.frame, obj, result.mask_of(obj))
-        self.labels_layer.refresh()
         run["done"] += 1
-        run["bar"].update(1)
-        fps = run["done"] / max(time.perf_counter() - run["t0"], 1e-6)
-        self.progress.emit(run["done"], run["plan"].n_frames, fps)
+        done = run["done"]
+        fps = done / max(time.perf_counter() - run["t0"], 1e-6)
+        self.progress.emit(done, run["plan"].n_frames, fps)
         if self.follow:
             self.go_to_frame(result.frame)
+        self.labels_layer.refresh()
+        run["bar"].update(1)
 
     def _on_propagation_done(self) -> None:
         run, self._run = self._run, {}

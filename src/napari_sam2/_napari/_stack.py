@@ -123,6 +123,9 @@ class FrameStack:
         return self._n
 
     def __getitem__(self, frame) -> np.ndarray:
+        if isinstance(frame, tuple):  # (frame,) or (frame, ...plane index)
+            frame, rest = frame[0], frame[1:]
+            return self[frame][rest] if rest else self[frame]
         frame = int(frame)
         if frame < 0:
             frame += self._n

@@ -107,12 +107,12 @@ def propagation_steps(session, plan: PropagationPlan, stop: threading.Event):
         results = session.propagate(plan.start, reverse=reverse, max_frames=span + 1, obj_ids=obj_ids)
         try:
             for result in results:
-                if stop.is_set():
-                    return done
                 if not plan.first <= result.frame <= plan.last:
                     break
                 done += 1
-                yield result
+                yield result  # a frame computed is always handed over, even when cancelled
+                if stop.is_set():
+                    return done
         finally:
             results.close()
     return done

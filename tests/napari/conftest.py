@@ -1,0 +1,56 @@
+"""Fixtures for the viewer tests: the small sam2_demo model and a docked widget."""
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope="session")
+def demo_model():
+    """The shipped trained sam2_demo when present, else a seeded random init (plumbing only).
+
+    Seed 0 gives non-empty masks for a click on a bright square (checked in the tests that
+    need pixels), so pasting and undo are exercised on real, non-trivial model outputs.
+    """
+    import torch
+
+    from napari_sam2.model import build_model, load_model
+
+    try:
+        model = load_model("sam2_demo", device="cpu", progress=False)
+        model.trained = True
+    except (FileNotFoundError, OSError):
+        torch.manual_seed(0)
+        model = build_model("sam2_demo", device="cpu")
+        model.trained = False
+    return model
+
+
+def square_stack(n_frames=6, shape=(48, 72), dtype=np.uint16):
+    """A bright square moving right by 2 px per frame on a dim noisy background, (T, H, W)."""
+    rng = np.random.default_rng(0)
+    img = rng.normal(500, 30, (n_frames, *shape)).clip(0).astype(dtype)
+    for t in range(n_frames):
+        img[t, 14:34, 20 + 2 * t : 44 + 2 * t] = 3000
+    return img
+
+
+@pytest.fixture
+def sam(make_napari_viewer, demo_model, qtbot):
+    """(viewer, widget, controller) on a non-square (6, 48, 72) uint16 stack with scale and
+    translate, labels layer created, model set, prefetch finished."""
+    viewer = make_napari_viewer(show=True)
+    viewer.add_image(
+        square_stack(), name="img", scale=(1.0, 0.5, 2.0), translate=(3.0, 10.0, -5.0),
+        contrast_limits=(400, 3200), axis_labels=("t", "y", "x"),
+    )
+    _, widget = viewer.window.add_plugin_dock_widget("napari-sam2", "SAM 2")
+    c = widget.controller
+    c.set_model(demo_model, "sam2_demo")
+    c.set_labels_layer(None)
+    c.go_to_frame(0)
+    qtbot.waitUntil(lambda: not c.prefetcher.busy, timeout=60_000)
+    return viewer, widget, c
+
+
+def wait_idle(qtbot, c, timeout=60_000):
+    qtbot.waitUntil(lambda: not c.jobs.busy and not c.propagating, timeout=timeout)
