@@ -39,10 +39,21 @@ class PromptEncoder(nn.Module):
             nn.Conv2d(c, embed_dim, kernel_size=1),
         )
         self.no_mask_embed = nn.Embedding(1, embed_dim)
+        self._dense_pe: tuple | None = None
 
     def get_dense_pe(self) -> torch.Tensor:
-        """(1, C, h, w) positional encoding of the image-embedding grid."""
-        return self.pe_layer.dense(self.feature_size, self.feature_size).unsqueeze(0)
+        """(1, C, h, w) positional encoding of the image-embedding grid.
+
+        Cached; the key holds the Fourier buffer's identity and version, so loading weights
+        (an in-place copy) or moving the module recomputes it.
+        """
+        g = self.pe_layer.positional_encoding_gaussian_matrix
+        key = (g.device, g.dtype, g.data_ptr(), g._version)
+        if self._dense_pe is None or self._dense_pe[0] != key:
+            with torch.inference_mode(False), torch.no_grad():
+                pe = self.pe_layer.dense(self.feature_size, self.feature_size).unsqueeze(0)
+            self._dense_pe = (key, pe)
+        return self._dense_pe[1]
 
     def embed_points(self, coords: torch.Tensor, labels: torch.Tensor, *,
                      pad: bool = True) -> torch.Tensor:
