@@ -1,0 +1,96 @@
+"""The widget on 2-D RGB and 3-D+t images, and its messages for bad input (nothing lost)."""
+
+import numpy as np
+
+from tests.napari.conftest import square_stack, wait_idle
+
+
+def _dock(viewer):
+    return viewer.window.add_plugin_dock_widget("napari-sam2", "SAM 2")[1]
+
+
+def test_rgb_2d_image_is_a_one_frame_stack(make_napari_viewer, demo_model, qtbot):
+    viewer = make_napari_viewer()
+    rgb = np.zeros((40, 56, 3), np.uint8)
+    rgb[10:30, 15:40] = (200, 180, 30)
+    viewer.add_image(rgb, rgb=True, name="rgb")
+    widget = _dock(viewer)
+    c = widget.controller
+    c.set_model(demo_model, "sam2_demo")
+    c.set_labels_layer(None)
+    assert c.labels_layer.data.shape == (40, 56) and c.stack_axis is None and c.num_frames() == 1
+    c.prompts.add_point((20, 28), True)
+    wait_idle(qtbot, c)
+    session = c.sessions.get(c.image_layer, c.current_ref(), create=False)
+    np.testing.assert_array_equal(c.labels_layer.data == 1, session.result(0).mask_of(1))
+    assert c.propagate("both")  # a 2-D image propagates over its single frame
+    wait_idle(qtbot, c)
+
+
+def test_3d_plus_t_tracks_along_the_chosen_axis_at_the_current_time(make_napari_viewer, demo_model, qtbot):
+    viewer = make_napari_viewer()
+    stack = square_stack(n_frames=4, shape=(32, 48))
+    data = np.stack([stack, stack[::-1], stack])  # (t=3, z=4, y, x)
+    viewer.add_image(data, name="tzyx", axis_labels=("t", "z", "y", "x"), contrast_limits=(400, 3200))
+    widget = _dock(viewer)
+    c = widget.controller
+    assert c.stack_axis == 0 and c.axis_names() == ["t", "z"]
+    widget._axis_combo.setCurrentIndex(1)  # track along z
+    assert c.stack_axis == 1 and c.num_frames() == 4
+    c.set_model(demo_model, "sam2_demo")
+    c.set_labels_layer(None)
+    assert c.labels_layer.data.shape == data.shape
+    viewer.dims.set_point(0, 1)  # t = 1
+    viewer.dims.set_point(1, 0)  # z = 0
+    c.prompts.add_point((1, 0, 16, 24), True)
+    wait_idle(qtbot, c)
+    assert c.current_ref().fixed == ((0, 1),)
+    assert c.propagate("forward")
+    wait_idle(qtbot, c)
+    session = c.sessions.get(c.image_layer, c.current_ref(), create=False)
+    assert session.num_frames == 4 and session.frames_with_output(1) == [0, 1, 2, 3]
+    labels = c.labels_layer.data
+    assert labels[[0, 2]].max() == 0  # other time points untouched
+    for z in range(4):
+        np.testing.assert_array_equal(labels[1, z] == 1, session.result(z).mask_of(1))
+
+
+def test_bad_input_gives_clear_messages_and_loses_nothing(make_napari_viewer, demo_model, qtbot, tmp_path):
+    viewer = make_napari_viewer()
+    widget = _dock(viewer)
+    c = widget.controller
+    status = widget._status_label.text
+    assert "Open an image" in status()
+    c.propagate("forward")
+    assert "no image layer" in status()
+
+    viewer.add_image(np.zeros((2, 2, 2, 8, 8), np.uint8), name="five")
+    widget._image_combo.setCurrentText("five")
+    assert "2 to 4 dimensions" in status() and c.image_layer is None
+
+    viewer.add_image(square_stack(), name="img", contrast_limits=(400, 3200))
+    widget._image_combo.setCurrentText("img")
+    assert c.image_layer is viewer.layers["img"]
+    c.set_model(demo_model, "sam2_demo")
+    c.set_labels_layer(None)
+    good = c.labels_layer
+    good.data[0, :2, :2] = 3
+    viewer.add_labels(np.zeros((6, 10, 10), np.int32), name="small")
+    assert not c.set_labels_layer(viewer.layers["small"])
+    assert "has shape (6, 10, 10)" in status() and c.labels_layer is good
+
+    c.prompts.add_point((0, 500, 5), True)
+    assert "outside the image" in status() and len(c.prompts.points.data) == 0
+
+    c.propagate("forward")
+    assert "nothing to propagate" in status()
+
+    bad = tmp_path / "broken.pt"
+    bad.write_bytes(b"not a checkpoint at all" * 100)
+    widget._model_combo.setCurrentText("sam2_demo")
+    widget._checkpoint_edit.setText(str(bad))
+    widget._device_combo.setCurrentText("cpu")
+    widget._load_button.click()
+    wait_idle(qtbot, c)
+    assert "Error" in status() and "broken.pt" in status()
+    assert c.sessions.model is demo_model and good.data[0, 0, 0] == 3  # nothing lost
