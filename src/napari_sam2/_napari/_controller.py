@@ -319,7 +319,7 @@ class Sam2Controller:
     # ------------------------------------------------------------------ objects
     def new_object(self) -> int:
         if self._ensure_labels():
-            obj = next_free_label(self.labels_layer.data, self.objects | {self.current_obj})
+            obj = next_free_label(self.labels_layer.data, self.objects)
             self.select_object(obj)
             self.objects.add(obj)
             self.prompts.activate_points()
