@@ -136,7 +136,8 @@ def test_mask_as_output(demo, demo_feats):
     with torch.inference_mode():
         out = demo.mask_as_output(vf, hr, mask)
         empty = demo.mask_as_output(vf, hr, torch.zeros_like(mask))
-    assert out.high_res_masks.shape == (1, 1, 256, 256) and out.low_res_masks.shape == (1, 1, 64, 64)
+    assert out.high_res_masks.shape == (1, 1, 256, 256)
+    assert out.low_res_masks.shape == (1, 1, 64, 64)
     assert out.high_res_masks.max() == 10 and out.high_res_masks.min() == -10
     assert out.object_score_logits.item() == 10 and empty.object_score_logits.item() == -10
     assert torch.equal(out.ious, torch.ones(1, 1))

@@ -77,7 +77,8 @@ class HieraConfig:
         for i, d in enumerate(self.stage_dims):
             if d % self.stage_heads[i]:
                 raise ValueError(
-                    f"HieraConfig stage {i}: dim {d} is not divisible by {self.stage_heads[i]} heads"
+                    f"HieraConfig stage {i}: dim {d} is not divisible by "
+                    f"{self.stage_heads[i]} heads"
                 )
 
     @property
@@ -166,7 +167,8 @@ class MaskDecoderConfig:
                      "attention_downsample_rate", "iou_head_hidden_dim"):
             _positive(f"MaskDecoderConfig.{name}", getattr(self, name))
         if self.iou_head_depth < 1:
-            raise ValueError(f"MaskDecoderConfig.iou_head_depth must be >= 1, got {self.iou_head_depth}")
+            raise ValueError(f"MaskDecoderConfig.iou_head_depth must be >= 1, "
+                             f"got {self.iou_head_depth}")
 
 
 @dataclass(frozen=True)
