@@ -94,3 +94,14 @@ def test_bad_input_gives_clear_messages_and_loses_nothing(make_napari_viewer, de
     wait_idle(qtbot, c)
     assert "Error" in status() and "broken.pt" in status()
     assert c.sessions.model is demo_model and good.data[0, 0, 0] == 3  # nothing lost
+
+
+def test_clicks_need_the_yx_plane_shown(sam, qtbot):
+    viewer, widget, c = sam
+    viewer.dims.order = (1, 0, 2)  # show (t, x): not a plane SAM can segment
+    c.prompts.add_point((0, 24, 32), True)
+    assert "(y, x) plane" in widget._status_label.text() and len(c.prompts.points.data) == 0
+    viewer.dims.order = (0, 1, 2)
+    c.prompts.add_point((0, 24, 32), True)
+    wait_idle(qtbot, c)
+    assert len(c.prompts.points.data) == 1 and (c.labels_layer.data[0] == 1).any()

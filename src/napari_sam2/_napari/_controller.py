@@ -105,7 +105,10 @@ class Sam2Controller:
             return []
         ndim = len(image_shape(self.image_layer))
         names = [str(a) for a in getattr(self.image_layer, "axis_labels", ())][-ndim:]
-        return names[: ndim - 2] if len(names) == ndim else [str(a) for a in range(ndim - 2)]
+        if len(names) != ndim:
+            names = [str(a) for a in range(ndim)]
+        # napari's default labels are numbers ("0" or "-3"): say "axis 0" instead
+        return [f"axis {i}" if n.lstrip("-").isdigit() else n for i, n in enumerate(names[: ndim - 2])]
 
     def set_stack_axis(self, axis: int) -> None:
         if self.image_layer is None:
@@ -256,7 +259,20 @@ class Sam2Controller:
             return False
         return self._ensure_labels()
 
+    def _plane_shown(self) -> bool:
+        """True when the viewer shows the image's (y, x) plane in 2-D, as SAM needs."""
+        world_ndim = self.viewer.dims.ndim
+        ok = self.viewer.dims.ndisplay == 2 and tuple(self.viewer.dims.displayed) == (
+            world_ndim - 2, world_ndim - 1)
+        if not ok:
+            self._error("SAM segments the (y, x) plane: switch to 2-D display and the default "
+                        "axis order (the dims buttons at the bottom left), then click")
+        return ok
+
     def _on_point(self, coords, positive: bool) -> None:
+        if not self._plane_shown():
+            self.prompts.remove_last_point()
+            return
         if not self._check_ready() or not self._inside(coords):
             if self.image_layer is not None and not self._inside(coords):
                 self._error(f"the click at {np.round(coords, 1).tolist()} is outside the image")

@@ -32,7 +32,7 @@ class ObjectTable(QTableWidget):
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
         header.setStretchLastSection(True)
-        self.setMinimumHeight(90)
+        self.setMinimumHeight(130)
         self.itemSelectionChanged.connect(self._on_selection)
         self._updating = False
 
