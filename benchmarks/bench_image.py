@@ -10,7 +10,9 @@ Prints the machine, then per variant the median (and min/max) of:
   image encoder), as Meta's ``set_image``;
 * ``click``: ``ImagePredictor.predict`` with one positive point, multimask on (prompt encoder,
   mask decoder, upsampling of the 3 masks to the image size, thresholding, copy to numpy);
-* ``click+box``: a box and a negative point, single-mask output.
+* ``click+box``: a box and a negative point, single-mask output;
+* the same click through ``Sam2Model.prompt_and_decode`` (``fast_decoder=False``), the
+  straightforward decoder, as the in-run baseline.
 
 Weights are random (``build_model``); speed does not depend on their values. Meta's numbers
 measured on the 2-core CPU machines of this project (issue 2) are printed as the baseline.
@@ -46,22 +48,26 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def timed(fn, repeats: int, warmup: int, sync) -> list[float]:
+def timed(fn, repeats: int, warmup: int, sync) -> tuple[list[float], list[float]]:
+    """Wall-clock and process CPU seconds (all threads) of each call."""
     for _ in range(warmup):
         fn()
     sync()
-    out = []
+    wall, cpu = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
         sync()
-        out.append(time.perf_counter() - t0)
-    return out
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return wall, cpu
 
 
-def fmt(ts: list[float], unit: float, suffix: str) -> str:
-    med = statistics.median(ts) * unit
-    return f"{med:8.1f} {suffix} (min {min(ts) * unit:.1f}, max {max(ts) * unit:.1f}, n={len(ts)})"
+def fmt(ts: tuple[list[float], list[float]], unit: float, suffix: str) -> str:
+    wall, cpu = ts
+    med = statistics.median(wall) * unit
+    return (f"{med:8.1f} {suffix} (min {min(wall) * unit:.1f}, max {max(wall) * unit:.1f}, "
+            f"n={len(wall)}; CPU time {statistics.median(cpu) * unit:.1f} {suffix.strip()})")
 
 
 def main() -> None:
@@ -86,7 +92,9 @@ def main() -> None:
     h, w = args.image
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-    print(f"image {h}x{w} RGB uint8; medians over repeats after warm-up")
+    print(f"image {h}x{w} RGB uint8; medians over repeats after warm-up; load average "
+          f"{os.getloadavg()[0]:.1f} (other processes inflate wall times; CPU time is the "
+          f"process's own, summed over its threads)")
 
     for v in args.variants:
         name = v if v.startswith("sam2") or v in ("medsam2", "sam2_demo") else f"sam2.1_hiera_{v}"
@@ -98,6 +106,10 @@ def main() -> None:
         enc = timed(lambda: pred.encode(image), args.encode_repeats, 1, sync)
         click = timed(lambda: pred.predict(points=[[h / 2, w / 3]], labels=[1]),
                       args.click_repeats, 5, sync)
+        plain = ImagePredictor(model, bfloat16=pred.bfloat16, fast_decoder=False)
+        plain.embedding = emb
+        click_plain = timed(lambda: plain.predict(points=[[h / 2, w / 3]], labels=[1]),
+                            args.click_repeats, 5, sync)
         boxpt = timed(lambda: pred.predict(box=(h / 4, w / 4, h / 2, w / 2), points=[[h / 3, w / 3]],
                                            labels=[0], multimask_output=False),
                       args.click_repeats, 5, sync)
@@ -106,10 +118,11 @@ def main() -> None:
         print(f"  encode     {fmt(enc, 1.0, 's ')}")
         print(f"  click      {fmt(click, 1e3, 'ms')}")
         print(f"  click+box  {fmt(boxpt, 1e3, 'ms')}")
+        print(f"  click, Sam2Model.prompt_and_decode (no fast decoder)  {fmt(click_plain, 1e3, 'ms')}")
         if device.type == "cpu" and short in META_CPU_ENCODE_S:
             print(f"  baseline (Meta, 2-core CPU, issue 2): encode {META_CPU_ENCODE_S[short]:.1f} s,"
                   f" click {META_CPU_CLICK_MS:.0f} ms")
-        del model, pred, emb
+        del model, pred, plain, emb
 
 
 if __name__ == "__main__":

@@ -68,11 +68,14 @@ def test_dense_pe_matches(golden, predictor):
     assert np.abs(ours - ref).max() <= 1e-5 * np.abs(ref).max()
 
 
-def test_every_prompt_case_reproduces_meta(golden, predictor):
+@pytest.mark.parametrize("fast", [True, False], ids=["fast_decoder", "prompt_and_decode"])
+def test_every_prompt_case_reproduces_meta(golden, predictor, fast):
+    p = ImagePredictor(predictor.model, bfloat16=False, fast_decoder=fast)
+    assert p.fast_decoder == fast
     cases = json.loads(str(golden["meta"]))["cases"]
     outputs, report, failures = {}, [], []
     for case in cases:
-        pred = predictor.predict(**_case_kwargs(golden, case, outputs))
+        pred = p.predict(embedding=predictor.embedding, **_case_kwargs(golden, case, outputs))
         outputs[case] = pred
         low, ious, masks = _reference(golden, case)
         scale = np.abs(low).max()

@@ -47,6 +47,7 @@ def test_encode_shapes_nbytes_and_purity(model, image):
     assert emb.high_res_features[0].shape == (1, C // 8, 4 * h, 4 * h)
     assert emb.high_res_features[1].shape == (1, C // 4, 2 * h, 2 * h)
     n = sum(t.numel() * 4 for t in (emb.image_embed, *emb.high_res_features))
+    n += emb.decoder_cache.nbytes
     assert emb.nbytes == n
     assert torch.is_inference(emb.image_embed)  # computed under inference_mode
     # the stored embedding adds no_mem_embed to the raw stride-16 features
@@ -141,7 +142,8 @@ def test_low_res_clamped_but_masks_from_raw(model, predictor):
     p = Loud(model)
     pred = p.predict(points=[[30, 40]], labels=[1], embedding=predictor.embedding)
     assert np.abs(pred.low_res_logits).max() == 32.0
-    low, _, _ = p._decode(predictor.embedding, *_prompt(p, [[30, 40]], [1]), None, True)
+    with torch.inference_mode():
+        low, _, _ = p._decode(predictor.embedding, *_prompt(p, [[30, 40]], [1]), None, True)
     raw = T.upsample_logits(low.float(), (H, W))[0] > 0
     np.testing.assert_array_equal(pred.masks, raw.numpy())
 
@@ -212,3 +214,46 @@ def test_no_image_and_bad_images(model):
         p.set_image(np.zeros((2, 8, 8, 3), np.uint8))
     with pytest.raises(ValueError, match="intensity_range"):
         p.set_image(np.zeros((8, 8), np.uint16), intensity_range=(3, 3))
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"points": [[30, 40]], "labels": [1]},
+        {"points": [[30, 40], [5, 70]], "labels": [1, 0], "multimask_output": False},
+        {"box": (10, 20, 50, 60), "points": [[2, 2]], "labels": [0]},
+        {"box": (10, 20, 50, 60), "multimask_output": False},
+    ],
+)
+@pytest.mark.parametrize("with_mask", [False, True])
+def test_fast_decoder_equals_prompt_and_decode(model, predictor, kwargs, with_mask):
+    """The folded/cached decoder computes the same function as the model's decoder."""
+    plain = ImagePredictor(model, fast_decoder=False)
+    assert predictor.fast_decoder and not plain.fast_decoder
+    emb = predictor.embedding
+    if with_mask:
+        kwargs = dict(kwargs, mask_input=predictor.predict(points=[[30, 40]], labels=[1])
+                      .low_res_logits[0])
+    a = predictor.predict(**kwargs)
+    b = plain.predict(embedding=emb, **kwargs)
+    scale = np.abs(b.low_res_logits).max()
+    assert np.abs(a.low_res_logits - b.low_res_logits).max() <= 1e-5 * scale
+    np.testing.assert_allclose(a.iou_scores, b.iou_scores, rtol=0, atol=1e-6)
+    assert a.object_score_logits == pytest.approx(b.object_score_logits, abs=1e-5)
+    assert (a.masks != b.masks).mean() < 1e-3
+
+
+def test_decoder_cache_layout_round_trips(predictor):
+    """The cached high-res features are the encoder's, rearranged (plus the conv bias)."""
+    emb = predictor.embedding
+    cache = emb.decoder_cache
+    dec = predictor.model.sam_mask_decoder
+    f0, f1 = emb.high_res_features
+    c0, c1 = f0.shape[1], f1.shape[1]
+    h = emb.image_embed.shape[-1]
+    back1 = (cache.feat_s1 - dec.output_upscaling[0].bias.repeat(4)).view(h, h, 2, 2, c1)
+    torch.testing.assert_close(back1.permute(4, 0, 2, 1, 3).reshape(1, c1, 2 * h, 2 * h), f1)
+    back0 = (cache.feat_s0 - dec.output_upscaling[3].bias.repeat(4))
+    back0 = back0.view(h, h, 2, 2, 2, 2, c0).permute(6, 0, 2, 4, 1, 3, 5)
+    torch.testing.assert_close(back0.reshape(1, c0, 4 * h, 4 * h), f0)
+    assert emb.nbytes > cache.nbytes > 0

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from napari_sam2.engine import fast_decoder
 from napari_sam2.engine import transforms as T
 from napari_sam2.engine.device import autocast
 from napari_sam2.engine.postprocess import postprocess_logits
@@ -34,17 +35,21 @@ class ImageEmbedding:
         image_embed: (1, C, h, w) stride-16 features with ``no_mem_embed`` added.
         high_res_features: ((1, C/8, 4h, 4w), (1, C/4, 2h, 2w)) after conv_s0 / conv_s1.
         original_size: (H, W) of the image that was encoded.
+        decoder_cache: prompt-independent decoder inputs for fast clicks (or None).
     """
 
     image_embed: torch.Tensor
     high_res_features: tuple[torch.Tensor, torch.Tensor]
     original_size: tuple[int, int]
+    decoder_cache: fast_decoder.DecoderImageCache | None = None
 
     @property
     def nbytes(self) -> int:
-        """Memory held by the tensors (16 MiB for an official model in float32)."""
+        """Memory held by the tensors (16 MiB for an official model in float32, plus 8 MiB
+        of decoder cache)."""
         tensors = (self.image_embed, *self.high_res_features)
-        return int(sum(t.numel() * t.element_size() for t in tensors))
+        extra = 0 if self.decoder_cache is None else self.decoder_cache.nbytes
+        return int(sum(t.numel() * t.element_size() for t in tensors)) + extra
 
     @property
     def device(self) -> torch.device:
@@ -61,6 +66,8 @@ class ImagePredictor:
         max_sprinkle_area: remove foreground specks up to this area (same units); 0 is off.
         bfloat16: None (default): bfloat16 autocast on CUDA GPUs that support it, float32
             elsewhere; False: float32 everywhere (use it to compare with float32 references).
+        fast_decoder: True (default): clicks use ``engine.fast_decoder`` (the same function
+            with about half the work); False: ``Sam2Model.prompt_and_decode`` as written.
     """
 
     def __init__(
@@ -70,6 +77,7 @@ class ImagePredictor:
         max_hole_area: int = 0,
         max_sprinkle_area: int = 0,
         bfloat16: bool | None = None,
+        fast_decoder: bool = True,
     ) -> None:
         for name, v in (("max_hole_area", max_hole_area), ("max_sprinkle_area", max_sprinkle_area)):
             if int(v) != v or v < 0:
@@ -78,6 +86,7 @@ class ImagePredictor:
         self.max_hole_area = int(max_hole_area)
         self.max_sprinkle_area = int(max_sprinkle_area)
         self.bfloat16 = bfloat16
+        self.fast_decoder = bool(fast_decoder) and fast_decoder_supported(model)
         self.embedding: ImageEmbedding | None = None
         self._dense_pe_key: tuple | None = None
         self._dense_pe: torch.Tensor | None = None
@@ -113,8 +122,13 @@ class ImagePredictor:
         with torch.inference_mode(), self._autocast():
             feats = self.model.encode_image(x)
             embed = self.model.add_no_mem_embed(feats.vision_features)
-        hr0, hr1 = feats.high_res_features
-        return ImageEmbedding(embed, (hr0, hr1), (int(arr.shape[0]), int(arr.shape[1])))
+            hr0, hr1 = feats.high_res_features
+            cache = None
+            if self.fast_decoder:
+                _, no_mask = self.model.sam_prompt_encoder(None, None, batch_size=1)
+                cache = fast_decoder.build_cache(self.model.sam_mask_decoder, embed,
+                                                 self._cached_dense_pe(), no_mask, (hr0, hr1))
+        return ImageEmbedding(embed, (hr0, hr1), (int(arr.shape[0]), int(arr.shape[1])), cache)
 
     def set_image(self, image, *, intensity_range=None) -> ImageEmbedding:
         """Encode ``image`` and keep it as ``self.embedding`` for later ``predict`` calls."""
@@ -209,14 +223,19 @@ class ImagePredictor:
 
         Returns: low_res (1, M, 4h, 4w), ious (1, M), object score logits (1, 1).
         """
+        if not self.fast_decoder or emb.decoder_cache is None:
+            out = self.model.prompt_and_decode(
+                emb.image_embed, emb.high_res_features, point_coords=point_coords,
+                point_labels=point_labels, mask_input=mask_input,
+                multimask_output=multimask_output)
+            return out.masks, out.iou_predictions, out.object_score_logits
         points = None if point_coords is None else (point_coords, point_labels)
-        sparse, dense = self.model.sam_prompt_encoder(points, mask_input)
-        out = self.model.sam_mask_decoder(
-            emb.image_embed,
-            self._cached_dense_pe(),
-            sparse,
-            dense,
-            multimask_output=multimask_output,
-            high_res_features=emb.high_res_features,
-        )
-        return out.masks, out.iou_predictions, out.object_score_logits
+        sparse, dense = self.model.sam_prompt_encoder(points, mask_input, batch_size=1)
+        return fast_decoder.decode(
+            self.model.sam_mask_decoder, emb.image_embed, self._cached_dense_pe(), sparse,
+            dense, emb.decoder_cache, multimask_output=multimask_output,
+            mask_prompt=mask_input is not None)
+
+
+def fast_decoder_supported(model) -> bool:
+    return fast_decoder.supports(getattr(model, "sam_mask_decoder", None))

@@ -1,0 +1,252 @@
+"""A faster evaluation of the SAM 2 mask decoder for interactive clicks (same maths).
+
+``Sam2Model.prompt_and_decode`` runs the decoder as written in the paper: every attention
+projects all h*w = 4096 image tokens. For one click on a cached embedding this module
+computes the same function with less work, using the decoder's own weights:
+
+* everything that does not depend on the prompt is computed once per embedding
+  (``DecoderImageCache``): image tokens plus the no-mask embedding, the dense positional
+  encoding, and block 0's token->image key and value projections;
+* token->image attention (few queries, 4096 keys) is folded: softmax(Q (K W_k + b_k)^T) is
+  computed as softmax((Q W_k) K^T) (the bias adds a constant per query row, which softmax
+  ignores), and P (V W_v^T + b_v) as (P V) W_v^T + b_v (rows of P sum to 1), so the 4096 x C
+  image tokens are multiplied by a (heads x tokens) x C matrix instead of being projected;
+* image->token attention (4096 queries, few keys) is folded the other way: the query
+  projection is merged with the keys, and the value with the output projection.
+
+The results equal ``prompt_and_decode`` up to float rounding (max |diff| ~1e-6 of the logits'
+range; tested) and cost about half the multiply-adds. Only the standard decoder structure
+(``TwoWayTransformer``; Meta's names) is supported; anything else raises.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class DecoderImageCache:
+    """Prompt-independent decoder inputs of one image embedding.
+
+    Attributes:
+        keys: (1, hw, C) image tokens = image_embed + no_mask_embed, flattened.
+        key_pe: (1, hw, C) dense positional encoding, flattened.
+        k0: (1, nh, hw, d) block 0 token->image keys (projected, split into heads).
+        v0: (1, nh, hw, d) block 0 token->image values.
+        feat_s1: (hw, 4 * C/4) the stride-8 high-res features plus the first transposed
+            convolution's bias, pixel (2i+a, 2j+b), channel o at [i*w + j, (a*2 + b)*C/4 + o]:
+            the layout the upscaling GEMM produces, so one ``addmm`` does GEMM, bias and add.
+        feat_s0: (4hw, 4 * C/8) the stride-4 features plus the second convolution's bias,
+            pixel (4i+2a+a2, 4j+2b+b2) at [((i*w + j)*2 + a)*2 + b, (a2*2 + b2)*C/8 + o].
+    """
+
+    keys: torch.Tensor
+    key_pe: torch.Tensor
+    k0: torch.Tensor
+    v0: torch.Tensor
+    feat_s1: torch.Tensor
+    feat_s0: torch.Tensor
+
+    @property
+    def nbytes(self) -> int:
+        ts = (self.keys, self.k0, self.v0, self.feat_s1, self.feat_s0)
+        return int(sum(t.numel() * t.element_size() for t in ts))
+
+
+def _heads(x: torch.Tensor, nh: int) -> torch.Tensor:
+    """(B, N, D) -> (B, nh, N, D/nh)."""
+    return x.unflatten(-1, (nh, -1)).transpose(1, 2)
+
+
+def _image_tokens(image_embed, dense, image_pe):
+    keys = (image_embed + dense).flatten(2).transpose(1, 2)
+    key_pe = image_pe.flatten(2).transpose(1, 2)
+    return keys, key_pe
+
+
+def build_cache(decoder, image_embed, image_pe, no_mask_dense,
+                high_res_features) -> DecoderImageCache:
+    """Precompute the prompt-independent part.
+
+    Args:
+        image_embed: (1, C, h, w); image_pe: (1, C, h, w); no_mask_dense: (1, C, h, w) the
+        prompt encoder's dense embedding without a mask; high_res_features:
+        ((1, C/8, 4h, 4w), (1, C/4, 2h, 2w)).
+    """
+    keys, key_pe = _image_tokens(image_embed, no_mask_dense, image_pe)
+    attn = decoder.transformer.layers[0].cross_attn_token_to_image
+    k = keys + key_pe
+    _, _, h, w = image_embed.shape
+    f0, f1 = high_res_features
+    c0, c1 = f0.shape[1], f1.shape[1]
+    dc1, _, _, dc2, _ = decoder.output_upscaling
+    # [o, i, a, j, b] -> [i, j, a, b, o]
+    f1 = f1[0].reshape(c1, h, 2, w, 2).permute(1, 3, 2, 4, 0).reshape(h * w, 4 * c1)
+    # [o, i, a, a2, j, b, b2] -> [i, j, a, b, a2, b2, o]
+    f0 = f0[0].reshape(c0, h, 2, 2, w, 2, 2).permute(1, 4, 2, 5, 3, 6, 0)
+    f0 = f0.reshape(4 * h * w, 4 * c0)
+    return DecoderImageCache(
+        keys=keys.contiguous(),
+        key_pe=key_pe.contiguous(),
+        k0=_heads(attn.k_proj(k), attn.num_heads).contiguous(),
+        v0=_heads(attn.v_proj(keys), attn.num_heads).contiguous(),
+        feat_s1=(f1 + dc1.bias.repeat(4)).contiguous(),
+        feat_s0=(f0 + dc2.bias.repeat(4)).contiguous(),
+    )
+
+
+def _conv_t_as_matrix(conv) -> torch.Tensor:
+    """ConvTranspose2d(k=2, s=2) weight (Cin, Cout, 2, 2) -> (Cin, [a, b, Cout])."""
+    w = conv.weight
+    return w.permute(0, 2, 3, 1).reshape(w.shape[0], -1)
+
+
+def _upscale_and_masks(decoder, src_tokens, hyper_in, cache, hw):
+    """Output upscaling + hypernetwork product as GEMMs in a pixel-unshuffled layout.
+
+    Args:
+        src_tokens: (hw, C) image tokens after the transformer (row-major over h, w).
+        hyper_in: (nm, C/8) hypernetwork outputs.
+    Returns:
+        (1, nm, 4h, 4w) mask logits.
+    """
+    h, w = hw
+    dc1, ln1, act1, dc2, act2 = decoder.output_upscaling
+    c1, c0 = dc1.weight.shape[1], dc2.weight.shape[1]
+    y = torch.addmm(cache.feat_s1, src_tokens, _conv_t_as_matrix(dc1))  # (hw, 4*c1)
+    y = act1(F.layer_norm(y.view(-1, c1), (c1,), ln1.weight, ln1.bias, ln1.eps))
+    y = act2(torch.addmm(cache.feat_s0, y.view(-1, c1), _conv_t_as_matrix(dc2)))
+    nm = hyper_in.shape[0]
+    m = (y.view(-1, c0) @ hyper_in.t()).view(h, w, 2, 2, 2, 2, nm)
+    # [i, j, a, b, a2, b2, m] -> [m, i, a, a2, j, b, b2]
+    return m.permute(6, 0, 2, 4, 1, 3, 5).reshape(1, nm, 4 * h, 4 * w)
+
+
+def _token_to_image(attn, q_tokens, k_img, v_img):
+    """Folded attention: q_tokens (B, Nt, C); k_img, v_img (B, hw, C) -> (B, Nt, C)."""
+    nh = attn.num_heads
+    B, Nt, _ = q_tokens.shape
+    d = attn.internal_dim // nh
+    q = _heads(attn.q_proj(q_tokens), nh)  # (B, nh, Nt, d)
+    wk = attn.k_proj.weight.view(nh, d, -1)  # (nh, d, C)
+    qk = (q @ wk).reshape(B, nh * Nt, -1)  # (B, nh*Nt, C)
+    logits = (qk @ k_img.transpose(1, 2)) * (d**-0.5)  # (B, nh*Nt, hw)
+    p = logits.softmax(dim=-1)
+    pv = (p @ v_img).view(B, nh, Nt, -1)  # (B, nh, Nt, C)
+    wv = attn.v_proj.weight.view(nh, d, -1)  # (nh, d, C)
+    out = pv @ wv.transpose(1, 2) + attn.v_proj.bias.view(nh, 1, d)  # (B, nh, Nt, d)
+    return attn.out_proj(out.transpose(1, 2).reshape(B, Nt, nh * d))
+
+
+def _token_to_image_cached(attn, q_tokens, k0, v0):
+    """Block 0: keys/values already projected (B, nh, hw, d)."""
+    nh = attn.num_heads
+    q = _heads(attn.q_proj(q_tokens), nh)
+    out = F.scaled_dot_product_attention(q, k0, v0)  # (B, nh, Nt, d)
+    return attn.out_proj(out.transpose(1, 2).flatten(2))
+
+
+def _image_to_token(attn, q_img, k_tokens, v_tokens):
+    """Folded attention: q_img (B, hw, C); k_tokens, v_tokens (B, Nt, C) -> (B, hw, C).
+
+    Logits are laid out (heads x tokens, hw) so that the softmax over the few tokens runs
+    along a strided axis with hw contiguous (much faster on CPU than a size-Nt last axis).
+    """
+    nh = attn.num_heads
+    B, Nt, _ = k_tokens.shape
+    d = attn.internal_dim // nh
+    k = _heads(attn.k_proj(k_tokens), nh)  # (B, nh, Nt, d)
+    v = _heads(attn.v_proj(v_tokens), nh)  # (B, nh, Nt, d)
+    wq = attn.q_proj.weight.view(nh, d, -1)  # (nh, d, C)
+    scale = d**-0.5
+    mt = ((k @ wq) * scale).reshape(B, nh * Nt, -1)  # (B, nh*Nt, C)
+    bias = ((k @ attn.q_proj.bias.view(nh, d, 1)) * scale).reshape(B, nh * Nt, 1)
+    logits = torch.baddbmm(bias, mt, q_img.transpose(1, 2))  # (B, nh*Nt, hw)
+    p = logits.view(B, nh, Nt, -1).softmax(dim=2).view(B, nh * Nt, -1)
+    wo = attn.out_proj.weight.view(-1, nh, d).permute(1, 2, 0)  # (nh, d, C)
+    n = (v @ wo).reshape(B, nh * Nt, -1)  # (B, nh*Nt, C)
+    return torch.baddbmm(attn.out_proj.bias.view(1, 1, -1), p.transpose(1, 2), n)
+
+
+def run_transformer(decoder, tokens, keys, key_pe, cache: DecoderImageCache | None):
+    """The two-way transformer: tokens (B, Nt, C), image tokens (B, hw, C)."""
+    tr = decoder.transformer
+    queries, query_pe = tokens, tokens
+    for i, layer in enumerate(tr.layers):
+        if layer.skip_first_layer_pe:
+            queries = layer.self_attn(queries, queries, queries)
+        else:
+            q = queries + query_pe
+            queries = queries + layer.self_attn(q, q, queries)
+        queries = layer.norm1(queries)
+        q = queries + query_pe
+        k = keys + key_pe
+        t2i = layer.cross_attn_token_to_image
+        if i == 0 and cache is not None:
+            att = _token_to_image_cached(t2i, q, cache.k0, cache.v0)
+        else:
+            att = _token_to_image(t2i, q, k, keys)
+        queries = layer.norm2(queries + att)
+        queries = layer.norm3(queries + layer.mlp(queries))
+        q = queries + query_pe
+        keys = layer.norm4(keys + _image_to_token(layer.cross_attn_image_to_token, k, q, queries))
+    q = queries + query_pe
+    k = keys + key_pe
+    att = _token_to_image(tr.final_attn_token_to_image, q, k, keys)
+    return tr.norm_final_attn(queries + att), keys
+
+
+def decode(decoder, image_embed, image_pe, sparse, dense, cache: DecoderImageCache, *,
+           multimask_output: bool, mask_prompt: bool):
+    """Mask decoder forward with the decoder's selection; the same outputs as
+    ``decoder(image_embed, image_pe, sparse, dense, multimask_output=..., high_res_features)``.
+
+    Args:
+        decoder: the model's ``sam_mask_decoder``.
+        image_embed: (1, C, h, w); image_pe: (1, C, h, w); sparse: (1, N, C) prompt tokens;
+        dense: (1, C, h, w) dense prompt embedding.
+        cache: ``build_cache`` of this embedding.
+        mask_prompt: True when ``dense`` comes from a mask prompt (then the cached image
+            tokens do not apply).
+
+    Returns:
+        (masks (1, M, 4h, 4w), iou (1, M), object score logits (1, 1)).
+    """
+    s = 1 if decoder.pred_obj_scores else 0
+    parts = [decoder.iou_token.weight, decoder.mask_tokens.weight]
+    if decoder.pred_obj_scores:
+        parts.insert(0, decoder.obj_score_token.weight)
+    tokens = torch.cat((torch.cat(parts, dim=0).unsqueeze(0), sparse.to(parts[0].dtype)), dim=1)
+    if mask_prompt:
+        keys, key_pe = _image_tokens(image_embed, dense, image_pe)
+        hs, keys = run_transformer(decoder, tokens, keys, key_pe, None)
+    else:
+        hs, keys = run_transformer(decoder, tokens, cache.keys, cache.key_pe, cache)
+    nm = decoder.num_mask_tokens
+    mask_tokens_out = hs[0, s + 1: s + 1 + nm, :]
+    hyper_in = torch.stack(
+        [mlp(mask_tokens_out[i]) for i, mlp in enumerate(decoder.output_hypernetworks_mlps)])
+    masks = _upscale_and_masks(decoder, keys[0], hyper_in, cache, image_embed.shape[-2:])
+    iou = decoder.iou_prediction_head(hs[:, s, :])
+    obj = (decoder.pred_obj_score_head(hs[:, 0, :]) if decoder.pred_obj_scores
+           else 10.0 * iou.new_ones(iou.shape[0], 1))
+    if multimask_output:
+        return masks[:, 1:], iou[:, 1:], obj
+    if decoder.cfg.dynamic_multimask_via_stability and not decoder.training:
+        m, i = decoder._dynamic_single(masks, iou)
+        return m, i, obj
+    return masks[:, 0:1], iou[:, 0:1], obj
+
+
+def supports(decoder) -> bool:
+    """True when ``decoder`` has the standard structure this module evaluates."""
+    try:
+        tr = decoder.transformer
+        ok = len(tr.layers) > 0 and tr.layers[0].skip_first_layer_pe
+        ok = ok and decoder.use_high_res_features and len(decoder.output_upscaling) == 5
+        return bool(ok and hasattr(decoder, "_dynamic_single"))
+    except AttributeError:
+        return False
