@@ -55,6 +55,7 @@ class Sam2Controller:
         self._stop: threading.Event | None = None
         self._run: dict = {}
         self._contrast_dirty = False
+        self.last_download: tuple[int, int] | None = None
 
     # ------------------------------------------------------------------ messages
     def say(self, text: str) -> None:
@@ -173,6 +174,7 @@ class Sam2Controller:
 
         def on_progress(step):
             done, total = step
+            self.last_download = (done, total)
             if bar["bar"] is None:
                 bar["bar"] = progress(total=total or None, desc=f"Downloading {name}")
             bar["bar"].update(done - bar["bar"].n)
