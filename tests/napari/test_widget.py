@@ -183,3 +183,23 @@ def test_delete_object(sam, qtbot):
     assert 1 not in c.sessions.get(c.image_layer, c.current_ref(), create=False).obj_ids
     c.undo()
     assert (c.labels_layer.data == 1).sum() > 0
+
+
+def test_deleting_prompt_points_resegments_the_frame(sam, qtbot):
+    viewer, widget, c = sam
+    c.prompts.add_point((0, 24, 32), True)
+    wait_idle(qtbot, c)
+    c.prompts.add_point((0, 40, 60), False)
+    wait_idle(qtbot, c)
+    session = c.sessions.get(c.image_layer, c.current_ref(), create=False)
+    points = c.prompts.points
+    points.selected_data = {1}
+    assert session._tracks[1].points[0].labels.tolist() == [1, 0]
+    points.remove_selected()  # the user deletes the negative point
+    wait_idle(qtbot, c)
+    assert session._tracks[1].points[0].labels.tolist() == [1]  # re-segmented without it
+    np.testing.assert_array_equal(c.labels_layer.data[0] == 1, session.result(0).mask_of(1))
+    points.selected_data = {0}
+    points.remove_selected()  # and the last one: the frame has no prompt left
+    wait_idle(qtbot, c)
+    assert session.prompt_frames(1) == [] and (c.labels_layer.data == 1).sum() == 0

@@ -44,7 +44,7 @@ class Sam2Controller:
         self.jobs.on_idle = self._on_idle
         self.prefetcher = Prefetcher()
         self.prefetcher.on_error = self._on_error
-        self.prompts = PromptLayers(viewer, self._on_point, self._on_box)
+        self.prompts = PromptLayers(viewer, self._on_point, self._on_box, self._on_points_removed)
         self.painters: dict[int, SamPainter] = {}
         self.undo_stack = UndoStack()
         self.current_obj = 1
@@ -288,6 +288,18 @@ class Sam2Controller:
             return
         ref = stack_ref(image_shape(self.image_layer), self.stack_axis, vertices[0])
         self.segment(ref, ref.frame_of(vertices[0]), self.current_obj)
+
+    def _on_points_removed(self, removed) -> None:
+        """Prompt points deleted by the user: re-segment each affected (frame, object)."""
+        if self.image_layer is None or self.sessions.model is None or self.labels_layer is None:
+            return
+        shape = image_shape(self.image_layer)
+        todo = {}
+        for coords, obj in removed:
+            ref = stack_ref(shape, self.stack_axis, coords)
+            todo[(ref, ref.frame_of(coords), obj)] = True
+        for ref, frame, obj in todo:
+            self.segment(ref, frame, obj)
 
     def segment(self, ref: StackRef, frame: int, obj_id: int) -> None:
         """Re-run SAM on one frame for one object from all its prompts there."""

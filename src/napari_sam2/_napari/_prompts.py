@@ -36,10 +36,13 @@ class PromptLayers:
         on_box: called with (vertices (4, ndim) data coords) after a rectangle was drawn.
     """
 
-    def __init__(self, viewer, on_point: Callable, on_box: Callable):
+    def __init__(self, viewer, on_point: Callable, on_box: Callable, on_removed: Callable | None = None):
         self.viewer = viewer
         self.on_point = on_point
         self.on_box = on_box
+        self.on_removed = on_removed
+        self._removing: list[tuple[np.ndarray, int]] = []
+        self._quiet = False
         self.points = None
         self.boxes = None
         self.obj_id = 1
@@ -59,6 +62,7 @@ class PromptLayers:
             )
             self.points.feature_defaults = {"obj_id": self.obj_id, "positive": True}
             self.points.mouse_drag_callbacks.append(self._on_mouse)
+            self.points.events.data.connect(self._on_points_data)
         else:
             self.points.scale, self.points.translate = geometry["scale"], geometry["translate"]
         if self.boxes is None or self.boxes not in self.viewer.layers or self.boxes.ndim != ndim:
@@ -97,8 +101,28 @@ class PromptLayers:
 
     def remove_last_point(self) -> None:
         if self.points is not None and len(self.points.data):
-            self.points.selected_data = {len(self.points.data) - 1}
-            self.points.remove_selected()
+            self._remove_quietly(self.points, {len(self.points.data) - 1})
+
+    def _remove_quietly(self, layer, indices: set[int]) -> None:
+        self._quiet = True
+        try:
+            layer.selected_data = indices
+            layer.remove_selected()
+        finally:
+            self._quiet = False
+
+    def _on_points_data(self, event) -> None:
+        """The user deleted prompt points: report (coords, obj_id) of each, after removal."""
+        action = str(getattr(event, "action", "")).lower()
+        if self._quiet or self.on_removed is None:
+            return
+        if action.endswith("removing"):
+            ids = self.points.features["obj_id"].to_numpy(int)
+            idx = sorted(getattr(event, "data_indices", ()) or ())
+            self._removing = [(np.asarray(self.points.data[i], float), int(ids[i])) for i in idx]
+        elif action.endswith("removed") and self._removing:
+            removed, self._removing = self._removing, []
+            self.on_removed(removed)
 
     def _recolor(self) -> None:
         positive = self.points.features["positive"].to_numpy(bool)
@@ -154,8 +178,7 @@ class PromptLayers:
             if layer is None or not len(layer.data):
                 continue
             ids = layer.features["obj_id"].to_numpy(int)
-            layer.selected_data = set(np.flatnonzero(ids == obj_id).tolist())
-            layer.remove_selected()
+            self._remove_quietly(layer, set(np.flatnonzero(ids == obj_id).tolist()))
         if self.points is not None and len(self.points.data):
             self._recolor()
 
