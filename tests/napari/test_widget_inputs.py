@@ -105,3 +105,40 @@ def test_clicks_need_the_yx_plane_shown(sam, qtbot):
     c.prompts.add_point((0, 24, 32), True)
     wait_idle(qtbot, c)
     assert len(c.prompts.points.data) == 1 and (c.labels_layer.data[0] == 1).any()
+
+
+def test_lazy_float_stack(make_napari_viewer, demo_model, qtbot):
+    """A dask float32 stack (lazy frames, contrast limits as the intensity range)."""
+    import dask.array as da
+
+    viewer = make_napari_viewer()
+    data = da.from_array(square_stack(n_frames=4).astype(np.float32) / 1000.0, chunks=(1, 48, 72))
+    viewer.add_image(data, name="lazy", contrast_limits=(0.4, 3.2))
+    widget = _dock(viewer)
+    c = widget.controller
+    c.set_model(demo_model, "sam2_demo")
+    c.set_labels_layer(None)
+    assert isinstance(c.labels_layer.data, np.ndarray) and c.labels_layer.data.shape == (4, 48, 72)
+    c.go_to_frame(1)
+    c.prompts.add_point((1, 24, 32), True)
+    wait_idle(qtbot, c)
+    assert c.propagate("both")
+    wait_idle(qtbot, c)
+    session = c.sessions.get(c.image_layer, c.current_ref(), create=False)
+    assert session.frames_with_output(1) == [0, 1, 2, 3]
+    assert session._intensity_range == (0.4, 3.2)
+
+
+def test_undo_key_and_closing_the_widget(sam, qtbot):
+    viewer, widget, c = sam
+    c.prompts.add_point((0, 24, 32), True)
+    wait_idle(qtbot, c)
+    assert (c.labels_layer.data == 1).any()
+    from app_model.types import KeyBinding
+
+    key = KeyBinding.from_str("Alt-Z")
+    viewer.keymap[key](viewer)
+    assert not (c.labels_layer.data == 1).any()
+    widget.close()
+    assert key not in viewer.keymap
+    viewer.dims.set_point(0, 4)  # no callback into the closed widget

@@ -190,6 +190,19 @@ class Sam2Widget(QWidget):
         self.viewer.bind_key(UNDO_KEY, lambda viewer: c.undo(), overwrite=True)
         self._on_all_frames(True)
 
+    def closeEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        """Stop background work and detach from the viewer when the dock widget closes."""
+        if getattr(self, "_closed", False):
+            return super().closeEvent(event)
+        self._closed = True
+        self.controller.cancel()
+        self.controller.prefetcher.stop()
+        self.viewer.layers.events.inserted.disconnect(self._refresh_layers)
+        self.viewer.layers.events.removed.disconnect(self._refresh_layers)
+        self.viewer.dims.events.current_step.disconnect(self._on_slice_changed)
+        self.viewer.bind_key(UNDO_KEY, None, overwrite=True)
+        super().closeEvent(event)
+
     # ------------------------------------------------------------------ layers
     def _layers_of(self, kind: str) -> list:
         import napari
