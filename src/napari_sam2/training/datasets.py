@@ -100,16 +100,37 @@ class SyntheticClips:
         num_frames: frames per clip T (1 for image training).
         max_objects: objects per clip K (at most; fewer if fewer are visible in frame 0).
         volume_fraction: share of clips cut from ellipsoid volumes along z.
+        cells: (min, max) number of cells (or ellipsoids) per sequence, max exclusive, at
+            full difficulty.
+        ramp: curriculum length as a fraction of the run: at progress 0 the clips have 1-2
+            cells (a click needs no localisation yet), growing linearly to ``cells`` at
+            ``ramp`` (0: always ``cells``). The trainer calls :meth:`set_progress`.
     """
 
     def __init__(self, image_size: int, *, num_frames: int = 8, max_objects: int = 4,
-                 volume_fraction: float = 0.2):
+                 volume_fraction: float = 0.2, cells: tuple[int, int] = (3, 11),
+                 ramp: float = 0.0):
         if num_frames < 1 or max_objects < 1:
             raise ValueError("num_frames and max_objects must be >= 1")
         self.image_size = int(image_size)
         self.num_frames = int(num_frames)
         self.max_objects = int(max_objects)
         self.volume_fraction = float(volume_fraction)
+        if not 1 <= cells[0] < cells[1]:
+            raise ValueError(f"cells must be (min, max) with 1 <= min < max, got {cells}")
+        self.cells = (int(cells[0]), int(cells[1]))
+        self.ramp = float(ramp)
+        self.difficulty = 1.0 if self.ramp <= 0 else 0.0
+
+    def set_progress(self, progress: float) -> None:
+        """Curriculum hook: ``progress`` in [0, 1] of the run."""
+        self.difficulty = 1.0 if self.ramp <= 0 else min(1.0, max(0.0, progress / self.ramp))
+
+    def _cell_range(self) -> tuple[int, int]:
+        d = self.difficulty
+        lo = int(round(1 + (self.cells[0] - 1) * d))
+        hi = int(round(3 + (self.cells[1] - 3) * d))
+        return lo, max(hi, lo + 1)
 
     def sample(self, rng: np.random.Generator) -> Clip:
         """Draw one clip (deterministic given the generator state)."""
@@ -121,13 +142,15 @@ class SyntheticClips:
         if rng.random() < self.volume_fraction:
             depth = max(n_total, 8)
             vol, lab = make_ellipsoid_volume(shape=(depth, h, w),
-                                             n_objects=int(rng.integers(3, 9)), seed=seed)
+                                             n_objects=int(rng.integers(*self._cell_range())),
+                                             seed=seed)
             start = int(rng.integers(0, depth - n_total + 1))
             images, labels = vol[start:start + n_total:stride], lab[start:start + n_total:stride]
         else:
             n_gen = max(n_total, 2)
             images, labels = make_cell_timelapse(n_frames=n_gen, shape=(h, w),
-                                                 n_cells=int(rng.integers(3, 11)), seed=seed)
+                                                 n_cells=int(rng.integers(*self._cell_range())),
+                                                 seed=seed)
             if t == 1:  # a random frame of the time-lapse
                 i = int(rng.integers(n_gen))
                 images, labels = images[i:i + 1], labels[i:i + 1]

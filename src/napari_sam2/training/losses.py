@@ -88,7 +88,8 @@ def mask_losses(multimask_logits: torch.Tensor, ious: torch.Tensor,
         multimask_logits: (B, M, H, W) mask logits (M = 1 or 3), at the target's resolution.
         ious: (B, M) predicted IoUs.
         object_score_logits: (B, 1).
-        target: (B, 1, H, W) float 0/1 ground truth (an all-zero mask = object not visible).
+        target: (B, 1, H, W) float in [0, 1] ground truth, 0/1 or soft (area coverage of a
+            finer mask); an all-zero mask = object not visible.
         weights: loss weights.
     Returns:
         MaskLoss with the weighted total and the unweighted terms, each averaged over B.
@@ -97,7 +98,7 @@ def mask_losses(multimask_logits: torch.Tensor, ious: torch.Tensor,
         raise ValueError(f"logits {tuple(multimask_logits.shape)} and target "
                          f"{tuple(target.shape)} must have the same spatial size")
     target = target.float()
-    present = (target.flatten(1).sum(-1) > 0).float()  # (B,)
+    present = (target.flatten(1).amax(-1) > 0).float()  # (B,)
     focal = sigmoid_focal_loss(multimask_logits, target)  # (B, M)
     dice = dice_loss(multimask_logits, target)  # (B, M)
     combined = weights.focal * focal + weights.dice * dice

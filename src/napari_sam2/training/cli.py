@@ -1,0 +1,169 @@
+"""Train a SAM 2 variant from scratch on synthetic microscopy data (the demo model's recipe).
+
+Example (the command that produced the shipped ``sam2_demo`` weights is in
+``napari_sam2/weights/sam2_demo.json`` and ``docs/training.md``)::
+
+    napari-sam2 train --variant sam2_demo --run-dir runs/demo --minutes 55 \
+        --export runs/demo/sam2_demo.safetensors
+
+Stop it at any time (Ctrl-C): the checkpoint in the run folder is at most
+``--checkpoint-every`` seconds old; ``--resume`` continues from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["add_arguments", "run"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--variant", default="sam2_demo", help="model variant (default sam2_demo)")
+    parser.add_argument("--run-dir", required=True, help="folder for checkpoint.pt and log.jsonl")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from RUN_DIR/checkpoint.pt (same settings)")
+    parser.add_argument("--init", default=None,
+                        help="start from these weights (.safetensors/.pt) instead of random")
+    parser.add_argument("--steps", type=int, default=2000, help="total optimiser steps")
+    parser.add_argument("--budget-minutes", type=float, default=None,
+                        help="training-time budget of the whole run: the LR schedule and the "
+                             "curriculum follow max(step/steps, time/budget)")
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="stop after this many minutes of this session (then checkpoint)")
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--warmup-steps", type=int, default=50)
+    parser.add_argument("--image-batch", type=int, default=4, help="images per image step")
+    parser.add_argument("--objects-per-image", type=int, default=6)
+    parser.add_argument("--video-batch", type=int, default=1, help="clips per video step")
+    parser.add_argument("--objects-per-clip", type=int, default=4)
+    parser.add_argument("--num-frames", type=int, default=8, help="frames per video clip")
+    parser.add_argument("--video-start", type=float, default=0.3,
+                        help="fraction of steps before video steps begin")
+    parser.add_argument("--video-prob", type=float, default=0.5,
+                        help="share of video steps once they begin")
+    parser.add_argument("--max-corrections", type=int, default=2)
+    parser.add_argument("--cells-ramp", type=float, default=0.0,
+                        help="curriculum: fraction of the run over which clips grow from 1-2 "
+                             "cells to 3-10 (0: no curriculum)")
+    parser.add_argument("--image-size", type=int, default=None,
+                        help="train at this input size instead of the variant's (same weight "
+                             "shapes; e.g. a fast low-resolution first phase)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--checkpoint-every", type=float, default=300.0, help="seconds")
+    parser.add_argument("--log-every", type=int, default=10, help="print every N steps")
+    parser.add_argument("--export", default=None,
+                        help="write the final weights here (.safetensors) with a .json record")
+
+
+def _config_from_args(args):
+    from napari_sam2.training.trainer import TrainConfig
+
+    return TrainConfig(
+        steps=args.steps, lr=args.lr, warmup_steps=args.warmup_steps,
+        image_batch=args.image_batch, objects_per_image=args.objects_per_image,
+        video_batch=args.video_batch, objects_per_clip=args.objects_per_clip,
+        num_frames=args.num_frames, video_start=args.video_start, video_prob=args.video_prob,
+        max_corrections=args.max_corrections, seed=args.seed,
+        checkpoint_every_s=args.checkpoint_every,
+        time_budget_s=None if args.budget_minutes is None else args.budget_minutes * 60)
+
+
+def _printer(log_every: int, total: int):
+    window: list = []
+
+    def show(report) -> None:
+        window.append(report)
+        if report.step % log_every and report.step != total:
+            return
+        loss = sum(r.loss for r in window) / len(window)
+        clicks = [r.click_iou for r in window if not math.isnan(r.click_iou)]
+        tracked = [r.tracked_iou for r in window if not math.isnan(r.tracked_iou)]
+        secs = sum(r.seconds for r in window) / len(window)
+        n_video = sum(r.kind == "video" for r in window)
+        parts = [f"step {report.step}/{total}", f"loss {loss:.4f}", f"lr {report.lr:.2e}",
+                 f"{secs:.2f} s/step", f"video {n_video}/{len(window)}"]
+        if clicks:
+            parts.append(f"click IoU {sum(clicks) / len(clicks):.3f}")
+        if tracked:
+            parts.append(f"tracked IoU {sum(tracked) / len(tracked):.3f}")
+        print("  ".join(parts), flush=True)
+        window.clear()
+
+    return show
+
+
+def run(args) -> int:
+    import torch
+
+    from napari_sam2.model import build_model
+    from napari_sam2.model.config import get_config
+    from napari_sam2.model.loading import resolve_device
+    from napari_sam2.training.datasets import SyntheticClips
+    from napari_sam2.training.export import export_weights
+    from napari_sam2.training.trainer import Trainer
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    run_dir = Path(args.run_dir)
+    ckpt = run_dir / "checkpoint.pt"
+    variant = args.variant
+    config = _config_from_args(args)
+    if args.resume:
+        if not ckpt.is_file():
+            print(f"error: --resume given but {ckpt} does not exist", file=sys.stderr)
+            return 2
+        config, variant = Trainer.read_config(ckpt)
+    elif ckpt.is_file():
+        print(f"error: {ckpt} exists; pass --resume to continue it or use another --run-dir",
+              file=sys.stderr)
+        return 2
+    device = resolve_device(args.device)
+    torch.manual_seed(config.seed)
+    config_model = get_config(variant)
+    if args.image_size:
+        from dataclasses import replace
+
+        config_model = replace(config_model, image_size=args.image_size)
+    model = build_model(config_model, device=device)
+    if args.init and not args.resume:
+        from napari_sam2.model.checkpoint import load_weights, read_state_dict
+
+        load_weights(model, read_state_dict(args.init), variant_name=variant)
+    size = model.config.image_size
+    images = SyntheticClips(size, num_frames=1, max_objects=config.objects_per_image,
+                            volume_fraction=0.15, ramp=args.cells_ramp)
+    videos = SyntheticClips(size, num_frames=config.num_frames,
+                            max_objects=config.objects_per_clip, volume_fraction=0.2,
+                            ramp=args.cells_ramp)
+    trainer = Trainer(model, config, image_source=images, video_source=videos,
+                      run_dir=run_dir, variant=variant)
+    if args.resume:
+        trainer.load_state(ckpt)
+        print(f"resumed {ckpt} at step {trainer.step}", flush=True)
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"training {variant} ({n_params / 1e6:.2f} M parameters) on {device}, "
+          f"{torch.get_num_threads()} threads, steps {trainer.step}->{config.steps}", flush=True)
+    start = time.perf_counter()
+    try:
+        trainer.train(max_seconds=None if args.minutes is None else args.minutes * 60,
+                      progress=_printer(max(args.log_every, 1), config.steps))
+    except KeyboardInterrupt:
+        trainer.save()
+        print(f"interrupted: checkpoint at step {trainer.step} in {ckpt}", flush=True)
+        return 130
+    print(f"stopped at step {trainer.step} after {time.perf_counter() - start:.0f} s; "
+          f"checkpoint {ckpt}", flush=True)
+    if args.export:
+        record = {"variant": variant, "command": "napari-sam2 train " + " ".join(sys.argv[2:]),
+                  "seed": config.seed, "steps": trainer.step,
+                  "train_seconds": round(trainer.elapsed, 1), "device": str(device),
+                  "threads": torch.get_num_threads(), "train_config": config.__dict__}
+        path = export_weights(model.eval(), args.export, record)
+        print(f"exported {path} ({path.stat().st_size / 1e6:.1f} MB)", flush=True)
+    return 0
