@@ -36,6 +36,7 @@ class DecoderImageCache:
         key_pe: (1, hw, C) dense positional encoding, flattened.
         k0: (1, nh, hw, d) block 0 token->image keys (projected, split into heads).
         v0: (1, nh, hw, d) block 0 token->image values.
+        q0: (1, nh, d, hw) block 0 image->token queries (projected, heads, transposed).
         feat_s1: (hw, 4 * C/4) the stride-8 high-res features plus the first transposed
             convolution's bias, pixel (2i+a, 2j+b), channel o at [i*w + j, (a*2 + b)*C/4 + o]:
             the layout the upscaling GEMM produces, so one ``addmm`` does GEMM, bias and add.
@@ -47,12 +48,13 @@ class DecoderImageCache:
     key_pe: torch.Tensor
     k0: torch.Tensor
     v0: torch.Tensor
+    q0: torch.Tensor
     feat_s1: torch.Tensor
     feat_s0: torch.Tensor
 
     @property
     def nbytes(self) -> int:
-        ts = (self.keys, self.k0, self.v0, self.feat_s1, self.feat_s0)
+        ts = (self.keys, self.k0, self.v0, self.q0, self.feat_s1, self.feat_s0)
         return int(sum(t.numel() * t.element_size() for t in ts))
 
 
@@ -77,7 +79,8 @@ def build_cache(decoder, image_embed, image_pe, no_mask_dense,
         ((1, C/8, 4h, 4w), (1, C/4, 2h, 2w)).
     """
     keys, key_pe = _image_tokens(image_embed, no_mask_dense, image_pe)
-    attn = decoder.transformer.layers[0].cross_attn_token_to_image
+    layer0 = decoder.transformer.layers[0]
+    attn, i2t = layer0.cross_attn_token_to_image, layer0.cross_attn_image_to_token
     k = keys + key_pe
     _, _, h, w = image_embed.shape
     f0, f1 = high_res_features
@@ -93,6 +96,7 @@ def build_cache(decoder, image_embed, image_pe, no_mask_dense,
         key_pe=key_pe.contiguous(),
         k0=_heads(attn.k_proj(k), attn.num_heads).contiguous(),
         v0=_heads(attn.v_proj(keys), attn.num_heads).contiguous(),
+        q0=_heads(i2t.q_proj(k), i2t.num_heads).transpose(2, 3).contiguous(),
         feat_s1=(f1 + dc1.bias.repeat(4)).contiguous(),
         feat_s0=(f0 + dc2.bias.repeat(4)).contiguous(),
     )
@@ -149,22 +153,26 @@ def _token_to_image_cached(attn, q_tokens, k0, v0):
     return attn.out_proj(out.transpose(1, 2).flatten(2))
 
 
-def _image_to_token(attn, q_img, k_tokens, v_tokens):
+def _image_to_token(attn, q_img, k_tokens, v_tokens, q_cached=None):
     """Folded attention: q_img (B, hw, C); k_tokens, v_tokens (B, Nt, C) -> (B, hw, C).
 
     Logits are laid out (heads x tokens, hw) so that the softmax over the few tokens runs
     along a strided axis with hw contiguous (much faster on CPU than a size-Nt last axis).
+    ``q_cached`` (B, nh, d, hw): the projected queries when known (block 0).
     """
     nh = attn.num_heads
     B, Nt, _ = k_tokens.shape
     d = attn.internal_dim // nh
     k = _heads(attn.k_proj(k_tokens), nh)  # (B, nh, Nt, d)
     v = _heads(attn.v_proj(v_tokens), nh)  # (B, nh, Nt, d)
-    wq = attn.q_proj.weight.view(nh, d, -1)  # (nh, d, C)
     scale = d**-0.5
-    mt = ((k @ wq) * scale).reshape(B, nh * Nt, -1)  # (B, nh*Nt, C)
-    bias = ((k @ attn.q_proj.bias.view(nh, d, 1)) * scale).reshape(B, nh * Nt, 1)
-    logits = torch.baddbmm(bias, mt, q_img.transpose(1, 2))  # (B, nh*Nt, hw)
+    if q_cached is not None:
+        logits = (k * scale) @ q_cached  # (B, nh, Nt, hw)
+    else:
+        wq = attn.q_proj.weight.view(nh, d, -1)  # (nh, d, C)
+        mt = ((k @ wq) * scale).reshape(B, nh * Nt, -1)  # (B, nh*Nt, C)
+        bias = ((k @ attn.q_proj.bias.view(nh, d, 1)) * scale).reshape(B, nh * Nt, 1)
+        logits = torch.baddbmm(bias, mt, q_img.transpose(1, 2))  # (B, nh*Nt, hw)
     p = logits.view(B, nh, Nt, -1).softmax(dim=2).view(B, nh * Nt, -1)
     wo = attn.out_proj.weight.view(-1, nh, d).permute(1, 2, 0)  # (nh, d, C)
     n = (v @ wo).reshape(B, nh * Nt, -1)  # (B, nh*Nt, C)
@@ -192,7 +200,9 @@ def run_transformer(decoder, tokens, keys, key_pe, cache: DecoderImageCache | No
         queries = layer.norm2(queries + att)
         queries = layer.norm3(queries + layer.mlp(queries))
         q = queries + query_pe
-        keys = layer.norm4(keys + _image_to_token(layer.cross_attn_image_to_token, k, q, queries))
+        q0 = cache.q0 if i == 0 and cache is not None else None
+        att = _image_to_token(layer.cross_attn_image_to_token, k, q, queries, q0)
+        keys = layer.norm4(keys + att)
     q = queries + query_pe
     k = keys + key_pe
     att = _token_to_image(tr.final_attn_token_to_image, q, k, keys)
