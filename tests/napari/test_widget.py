@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from qtpy.QtCore import QPoint, Qt
 
-from tests.napari.conftest import wait_idle
+from tests.napari.conftest import assert_same_mask, wait_idle
 
 FRAME_KEY = lambda t: (t, slice(None), slice(None))  # noqa: E731
 
@@ -87,7 +87,7 @@ def test_propagation_streams_and_undo(sam, qtbot):
     session = c.sessions.get(c.image_layer, c.current_ref(), create=False)
     for t in range(6):
         expected = session.result(t).mask_of(1) if 1 in session.result(t).obj_ids else False
-        np.testing.assert_array_equal(c.labels_layer.data[t] == 1, expected)
+        assert_same_mask(c.labels_layer.data[t] == 1, expected)
     assert "propagated 6 frames" in widget._status_label.text()
     assert "frames/s" in widget._speed_label.text()
     assert viewer.dims.current_step[0] == 5  # followed the propagation
