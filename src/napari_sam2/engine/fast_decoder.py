@@ -33,7 +33,6 @@ class DecoderImageCache:
 
     Attributes:
         keys: (1, hw, C) image tokens = image_embed + no_mask_embed, flattened.
-        key_pe: (1, hw, C) dense positional encoding, flattened.
         k0: (1, nh, hw, d) block 0 token->image keys (projected, split into heads).
         v0: (1, nh, hw, d) block 0 token->image values.
         q0: (1, nh, d, hw) block 0 image->token queries (projected, heads, transposed).
@@ -45,7 +44,6 @@ class DecoderImageCache:
     """
 
     keys: torch.Tensor
-    key_pe: torch.Tensor
     k0: torch.Tensor
     v0: torch.Tensor
     q0: torch.Tensor
@@ -63,22 +61,22 @@ def _heads(x: torch.Tensor, nh: int) -> torch.Tensor:
     return x.unflatten(-1, (nh, -1)).transpose(1, 2)
 
 
-def _image_tokens(image_embed, dense, image_pe):
-    keys = (image_embed + dense).flatten(2).transpose(1, 2)
-    key_pe = image_pe.flatten(2).transpose(1, 2)
-    return keys, key_pe
+def flat_tokens(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, h, w) -> (B, hw, C) contiguous (the transformer's token layout)."""
+    return x.flatten(2).transpose(1, 2).contiguous()
 
 
-def build_cache(decoder, image_embed, image_pe, no_mask_dense,
+def build_cache(decoder, image_embed, key_pe, no_mask_dense,
                 high_res_features) -> DecoderImageCache:
     """Precompute the prompt-independent part.
 
     Args:
-        image_embed: (1, C, h, w); image_pe: (1, C, h, w); no_mask_dense: (1, C, h, w) the
+        image_embed: (1, C, h, w); key_pe: (1, hw, C) ``flat_tokens`` of the dense positional
+        encoding (shared by all embeddings of a model); no_mask_dense: (1, C, h, w) the
         prompt encoder's dense embedding without a mask; high_res_features:
         ((1, C/8, 4h, 4w), (1, C/4, 2h, 2w)).
     """
-    keys, key_pe = _image_tokens(image_embed, no_mask_dense, image_pe)
+    keys = flat_tokens(image_embed + no_mask_dense)
     layer0 = decoder.transformer.layers[0]
     attn, i2t = layer0.cross_attn_token_to_image, layer0.cross_attn_image_to_token
     k = keys + key_pe
@@ -92,8 +90,7 @@ def build_cache(decoder, image_embed, image_pe, no_mask_dense,
     f0 = f0[0].reshape(c0, h, 2, 2, w, 2, 2).permute(1, 4, 2, 5, 3, 6, 0)
     f0 = f0.reshape(4 * h * w, 4 * c0)
     return DecoderImageCache(
-        keys=keys.contiguous(),
-        key_pe=key_pe.contiguous(),
+        keys=keys,
         k0=_heads(attn.k_proj(k), attn.num_heads).contiguous(),
         v0=_heads(attn.v_proj(keys), attn.num_heads).contiguous(),
         q0=_heads(i2t.q_proj(k), i2t.num_heads).transpose(2, 3).contiguous(),
@@ -209,15 +206,15 @@ def run_transformer(decoder, tokens, keys, key_pe, cache: DecoderImageCache | No
     return tr.norm_final_attn(queries + att), keys
 
 
-def decode(decoder, image_embed, image_pe, sparse, dense, cache: DecoderImageCache, *,
+def decode(decoder, image_embed, key_pe, sparse, dense, cache: DecoderImageCache, *,
            multimask_output: bool, mask_prompt: bool):
     """Mask decoder forward with the decoder's selection; the same outputs as
     ``decoder(image_embed, image_pe, sparse, dense, multimask_output=..., high_res_features)``.
 
     Args:
         decoder: the model's ``sam_mask_decoder``.
-        image_embed: (1, C, h, w); image_pe: (1, C, h, w); sparse: (1, N, C) prompt tokens;
-        dense: (1, C, h, w) dense prompt embedding.
+        image_embed: (1, C, h, w); key_pe: (1, hw, C) flattened dense positional encoding;
+        sparse: (1, N, C) prompt tokens; dense: (1, C, h, w) dense prompt embedding.
         cache: ``build_cache`` of this embedding.
         mask_prompt: True when ``dense`` comes from a mask prompt (then the cached image
             tokens do not apply).
@@ -231,10 +228,10 @@ def decode(decoder, image_embed, image_pe, sparse, dense, cache: DecoderImageCac
         parts.insert(0, decoder.obj_score_token.weight)
     tokens = torch.cat((torch.cat(parts, dim=0).unsqueeze(0), sparse.to(parts[0].dtype)), dim=1)
     if mask_prompt:
-        keys, key_pe = _image_tokens(image_embed, dense, image_pe)
-        hs, keys = run_transformer(decoder, tokens, keys, key_pe, None)
+        hs, keys = run_transformer(decoder, tokens, flat_tokens(image_embed + dense), key_pe,
+                                   None)
     else:
-        hs, keys = run_transformer(decoder, tokens, cache.keys, cache.key_pe, cache)
+        hs, keys = run_transformer(decoder, tokens, cache.keys, key_pe, cache)
     nm = decoder.num_mask_tokens
     mask_tokens_out = hs[0, s + 1: s + 1 + nm, :]
     hyper_in = torch.stack(

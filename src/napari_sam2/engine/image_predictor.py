@@ -90,6 +90,7 @@ class ImagePredictor:
         self.embedding: ImageEmbedding | None = None
         self._dense_pe_key: tuple | None = None
         self._dense_pe: torch.Tensor | None = None
+        self._key_pe: torch.Tensor | None = None
 
     # ------------------------------------------------------------------ properties
     @property
@@ -127,7 +128,7 @@ class ImagePredictor:
             if self.fast_decoder:
                 _, no_mask = self.model.sam_prompt_encoder(None, None, batch_size=1)
                 cache = fast_decoder.build_cache(self.model.sam_mask_decoder, embed,
-                                                 self._cached_dense_pe(), no_mask, (hr0, hr1))
+                                                 self._cached_key_pe(), no_mask, (hr0, hr1))
         return ImageEmbedding(embed, (hr0, hr1), (int(arr.shape[0]), int(arr.shape[1])), cache)
 
     def set_image(self, image, *, intensity_range=None) -> ImageEmbedding:
@@ -214,9 +215,15 @@ class ImagePredictor:
         g = self.model.sam_prompt_encoder.pe_layer.positional_encoding_gaussian_matrix
         key = (g.data_ptr(), g._version, g.device, g.dtype)
         if self._dense_pe is None or key != self._dense_pe_key:
-            self._dense_pe = self.model.sam_prompt_encoder.get_dense_pe()
+            self._dense_pe = self.model.dense_pe()
+            self._key_pe = fast_decoder.flat_tokens(self._dense_pe)
             self._dense_pe_key = key
         return self._dense_pe
+
+    def _cached_key_pe(self) -> torch.Tensor:
+        """(1, hw, C) the dense positional encoding in token layout, computed once."""
+        self._cached_dense_pe()
+        return self._key_pe
 
     def _decode(self, emb, point_coords, point_labels, mask_input, multimask_output):
         """Prompt encoder + mask decoder, as Meta's image predictor (no occlusion masking).
@@ -232,7 +239,7 @@ class ImagePredictor:
         points = None if point_coords is None else (point_coords, point_labels)
         sparse, dense = self.model.sam_prompt_encoder(points, mask_input, batch_size=1)
         return fast_decoder.decode(
-            self.model.sam_mask_decoder, emb.image_embed, self._cached_dense_pe(), sparse,
+            self.model.sam_mask_decoder, emb.image_embed, self._cached_key_pe(), sparse,
             dense, emb.decoder_cache, multimask_output=multimask_output,
             mask_prompt=mask_input is not None)
 
