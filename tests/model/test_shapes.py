@@ -171,3 +171,52 @@ def test_medsam2_shapes_at_512():
         sm, sp = model.spatial_memory_tokens(mem, pos, 0)
         out = model.condition_on_memory(f.vision_features, f.vision_pos_enc, sm, sp, 0)
         assert out.shape == (1, 256, 32, 32)
+
+
+def test_fast_decoder_paths_equal_the_plain_ones():
+    """The folded cross-attentions and the matmul deconvolutions (inference) compute the same
+    function as standard attention / ConvTranspose2d (training and autograd path)."""
+    from napari_sam2.model.transformer import Attention
+
+    torch.manual_seed(0)
+    attn = Attention(128, 8, 2)
+    q, k = torch.randn(2, 7, 128), torch.randn(2, 256, 128)
+    with torch.no_grad():
+        ref = attn(q, k, k)
+        assert torch.allclose(attn.forward_few_queries(q, k, k), ref, atol=1e-5, rtol=1e-4)
+        ref = attn(k, q, q)
+        assert torch.allclose(attn.forward_few_keys(k, q, q), ref, atol=1e-5, rtol=1e-4)
+    dec = build_model("sam2_demo").sam_mask_decoder
+    dc1 = dec.output_upscaling[0]
+    x = torch.randn(2, 128, 16, 16)
+    skip = torch.randn(1, 32, 32, 32)
+    ref = (dc1(x) + skip).permute(0, 2, 3, 1)
+    with torch.no_grad():
+        fast = dec._deconv2x2_add(x.permute(0, 2, 3, 1).contiguous(), dc1, skip)
+    assert torch.allclose(fast, ref, atol=1e-5)
+    graded = dec._deconv2x2_add(x.permute(0, 2, 3, 1).contiguous(), dc1, skip)
+    assert graded.requires_grad and torch.allclose(graded, ref, atol=1e-5)
+
+
+def test_training_step_backpropagates_through_every_part():
+    torch.manual_seed(0)
+    model = build_model("sam2_demo").train()
+    f = model.encode_image(torch.randn(1, 3, 256, 256))
+    heads = model.run_sam_heads(model.add_no_mem_embed(f.vision_features),
+                                point_coords=torch.tensor([[[50.0, 60.0]]]),
+                                point_labels=torch.tensor([[1]]),
+                                high_res_features=f.high_res_features, multimask_output=True)
+    mem, pos = model.encode_memory(f.vision_features, heads.high_res_masks,
+                                   heads.object_score_logits, is_mask_from_pts=True)
+    sm, sp = model.spatial_memory_tokens(mem, pos, 0)
+    pt, pp = model.obj_ptr_tokens(heads.obj_ptr[None], torch.tensor([1.0]), 6)
+    cond = model.condition_on_memory(f.vision_features, f.vision_pos_enc, torch.cat([sm, pt]),
+                                     torch.cat([sp, pp]), pt.shape[0])
+    out = model.run_sam_heads(cond, high_res_features=f.high_res_features, multimask_output=True)
+    loss = out.low_res_multimasks.sigmoid().mean() + out.ious.sum() + out.obj_ptr.sum()
+    loss.backward()
+    for name in ("image_encoder.trunk.pos_embed", "memory_attention.layers.0.linear1.weight",
+                 "memory_encoder.fuser.layers.0.gamma", "obj_ptr_tpos_proj.weight",
+                 "sam_mask_decoder.output_upscaling.0.weight", "maskmem_tpos_enc"):
+        grad = model.get_parameter(name).grad
+        assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0, name

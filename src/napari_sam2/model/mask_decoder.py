@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .config import MaskDecoderConfig
@@ -114,27 +115,58 @@ class MaskDecoder(nn.Module):
         hs, src = self.transformer(src, image_pe, tokens)
         iou_token_out = hs[:, s, :]
         mask_tokens_out = hs[:, s + 1: s + 1 + self.num_mask_tokens, :]
-        src = src.transpose(1, 2).reshape(b, c, h, w)
-        if self.use_high_res_features:
-            if high_res_features is None:
-                raise ValueError("this decoder needs high_res_features (use_high_res_features)")
-            dc1, ln1, act1, dc2, act2 = self.output_upscaling
-            feat_s0, feat_s1 = high_res_features
-            up = act1(ln1(dc1(src) + feat_s1))
-            up = act2(dc2(up) + feat_s0)
-        else:
-            up = self.output_upscaling(src)
         hyper_in = torch.stack(
             [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(self.output_hypernetworks_mlps)],
             dim=1)  # (B, 4, C/8)
-        b, c, h, w = up.shape
-        masks = (hyper_in @ up.flatten(2)).view(b, -1, h, w)
+        if self.use_high_res_features:
+            if high_res_features is None:
+                raise ValueError("this decoder needs high_res_features (use_high_res_features)")
+            up = self._upscale_channels_last(src, h, w, high_res_features)  # (B, 4h, 4w, C/8)
+            masks = (hyper_in @ up.flatten(1, 2).transpose(1, 2)).view(b, -1, 4 * h, 4 * w)
+        else:
+            up = self.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))
+            masks = (hyper_in @ up.flatten(2)).view(b, -1, up.shape[-2], up.shape[-1])
         iou_pred = self.iou_prediction_head(iou_token_out)
         if self.pred_obj_scores:
             obj = self.pred_obj_score_head(hs[:, 0, :])
         else:
             obj = 10.0 * iou_pred.new_ones(iou_pred.shape[0], 1)
         return masks, iou_pred, mask_tokens_out, obj
+
+    def _upscale_channels_last(self, tokens: torch.Tensor, h: int, w: int,
+                               high_res_features: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """``output_upscaling`` with the high-res skips, on channels-last tokens.
+
+        A stride-2, kernel-2 transposed conv is a Linear to (C_out, 2, 2) per input pixel
+        followed by a pixel shuffle; that avoids the slow CPU deconvolution and layout
+        changes. (B, h*w, C) -> (B, 4h, 4w, C/8).
+        """
+        dc1, ln1, act1, dc2, act2 = self.output_upscaling
+        feat_s0, feat_s1 = high_res_features
+        B = tokens.shape[0]
+        x = self._deconv2x2_add(tokens.view(B, h, w, -1), dc1, feat_s1)  # (B, 2h, 2w, C/4)
+        x = act1(F.layer_norm(x, x.shape[-1:], ln1.weight, ln1.bias, ln1.eps))
+        return act2(self._deconv2x2_add(x, dc2, feat_s0))  # (B, 4h, 4w, C/8)
+
+    @staticmethod
+    def _deconv2x2_add(x: torch.Tensor, conv: nn.ConvTranspose2d,
+                       skip: torch.Tensor) -> torch.Tensor:
+        """conv(x) + skip for a kernel-2 stride-2 transposed conv, channels-last.
+
+        x (B, H, W, Cin), skip (B or 1, Cout, 2H, 2W) -> (B, 2H, 2W, Cout).
+        """
+        B, H, W, _ = x.shape
+        cout = conv.weight.shape[1]
+        y = x @ conv.weight.flatten(1)  # (B, H, W, Cout*4), columns ordered (co, di, dj)
+        shuffled = y.view(B, H, W, cout, 2, 2).permute(0, 1, 4, 2, 5, 3)  # (B, H, 2, W, 2, Co)
+        skip = skip.permute(0, 2, 3, 1).to(y.dtype).expand(B, -1, -1, -1)  # shared skip: B=1
+        if torch.is_grad_enabled() and (y.requires_grad or skip.requires_grad):
+            return shuffled.reshape(B, 2 * H, 2 * W, cout) + conv.bias + skip  # autograd path
+        # inference: two passes over the output instead of three
+        out = torch.empty(B, 2 * H, 2 * W, cout, dtype=y.dtype, device=y.device)
+        torch.add(skip, conv.bias.to(y.dtype), out=out)
+        out.view(B, H, 2, W, 2, cout).add_(shuffled)
+        return out
 
     def forward(
         self,

@@ -43,6 +43,55 @@ class Attention(nn.Module):
         return self._attend(self._heads(self.q_proj(q)), self._heads(self.k_proj(k)),
                             self._heads(self.v_proj(v)))
 
+    # The mask decoder's cross-attentions pair a few prompt tokens with thousands of image
+    # tokens. Projecting the image side costs Nk*E*D multiply-adds per projection; folding
+    # the projection into the few-token side instead costs heads*Nq*E*Nk, half as much for
+    # SAM 2 (8 tokens x 8 heads vs a 128-dim projection). Same maths, float32 rounding only.
+    def forward_few_queries(self, q: torch.Tensor, k: torch.Tensor,
+                            v: torch.Tensor) -> torch.Tensor:
+        """As :meth:`forward` for Nq << Nk (tokens attending to the image).
+
+        scores = (q_h W_k,h) k^T (k's bias adds a per-row constant, which softmax ignores);
+        output_h = (P_h v) W_v,h^T + b_v,h (rows of P sum to 1).
+        """
+        if self.training and self.dropout_p > 0:
+            return self.forward(q, k, v)
+        B, Nq, _ = q.shape
+        nh = self.num_heads
+        qh = self._heads(self.q_proj(q))  # (B, nh, Nq, hd)
+        hd = qh.shape[-1]
+        w_k = self.k_proj.weight.view(nh, hd, -1)  # (nh, hd, Ekv)
+        qk = (qh * hd**-0.5) @ w_k  # (B, nh, Nq, Ekv)
+        scores = qk.reshape(B, nh * Nq, -1) @ k.transpose(1, 2)  # (B, nh*Nq, Nk)
+        pv = scores.softmax(dim=-1) @ v  # (B, nh*Nq, Ekv)
+        w_v = self.v_proj.weight.view(nh, hd, -1)
+        out = pv.view(B, nh, Nq, -1) @ w_v.transpose(1, 2) + self.v_proj.bias.view(nh, 1, hd)
+        return self.out_proj(out.transpose(1, 2).reshape(B, Nq, nh * hd))
+
+    def forward_few_keys(self, q: torch.Tensor, k: torch.Tensor,
+                         v: torch.Tensor) -> torch.Tensor:
+        """As :meth:`forward` for Nk << Nq (the image attending to the tokens).
+
+        scores_h = q (W_q,h^T k_h^T) + b_q,h k_h^T; output = sum_h P_h (v_h W_out,h^T) + b_out.
+        """
+        if self.training and self.dropout_p > 0:
+            return self.forward(q, k, v)
+        B, Nq, E = q.shape
+        nh = self.num_heads
+        kh = self._heads(self.k_proj(k))  # (B, nh, Nk, hd)
+        vh = self._heads(self.v_proj(v))
+        Nk, hd = kh.shape[-2], kh.shape[-1]
+        scale = hd**-0.5
+        ks = kh * scale
+        # scores laid out (B, nh*Nk, Nq) so that the softmax over Nk runs along a long axis
+        a = (ks @ self.q_proj.weight.view(nh, hd, E)).reshape(B, nh * Nk, E)
+        bias = (ks @ self.q_proj.bias.view(nh, hd, 1)).reshape(B, nh * Nk, 1)
+        scores = torch.baddbmm(bias, a, q.transpose(1, 2))  # (B, nh*Nk, Nq)
+        p = scores.view(B, nh, Nk, Nq).softmax(dim=2).view(B, nh * Nk, Nq)
+        w_o = self.out_proj.weight.view(-1, nh, hd).permute(1, 2, 0)  # (nh, hd, E_out)
+        vo = (vh @ w_o).reshape(B, nh * Nk, -1)  # (B, nh*Nk, E_out)
+        return torch.baddbmm(self.out_proj.bias.view(1, 1, -1), p.transpose(1, 2), vo)
+
 
 class RoPEAttention(Attention):
     """Attention with 2-D axial rotary encoding on q and the first keys.
@@ -111,10 +160,11 @@ class TwoWayAttentionBlock(nn.Module):
         queries = self.norm1(queries)
         q = queries + query_pe
         k = keys + key_pe
-        queries = self.norm2(queries + self.cross_attn_token_to_image(q, k, keys))
+        queries = self.norm2(queries + self.cross_attn_token_to_image.forward_few_queries(
+            q, k, keys))
         queries = self.norm3(queries + self.mlp(queries))
         q = queries + query_pe
-        keys = self.norm4(keys + self.cross_attn_image_to_token(k, q, queries))
+        keys = self.norm4(keys + self.cross_attn_image_to_token.forward_few_keys(k, q, queries))
         return queries, keys
 
 
@@ -145,5 +195,6 @@ class TwoWayTransformer(nn.Module):
             queries, keys = layer(queries, keys, point_embedding, key_pe)
         q = queries + point_embedding
         k = keys + key_pe
-        queries = self.norm_final_attn(queries + self.final_attn_token_to_image(q, k, keys))
+        queries = self.norm_final_attn(
+            queries + self.final_attn_token_to_image.forward_few_queries(q, k, keys))
         return queries, keys
