@@ -106,6 +106,9 @@ def test_embedding_argument_overrides_state(model, image, predictor):
     np.testing.assert_array_equal(a.low_res_logits, b.low_res_logits)
     with pytest.raises(TypeError, match="ImageEmbedding"):
         predictor.predict(points=[[1, 1]], labels=[1], embedding=emb.image_embed)
+    wrong = type(emb)(emb.image_embed[:, :8], emb.high_res_features, emb.original_size)
+    with pytest.raises(ValueError, match="another model"):
+        predictor.predict(points=[[1, 1]], labels=[1], embedding=wrong)
 
 
 def test_grey_rgb_and_intensity_range(model, image):

@@ -45,7 +45,7 @@ class ImageEmbedding:
 
     @property
     def nbytes(self) -> int:
-        """Memory held by the tensors (16 MiB for an official model in float32, plus 8 MiB
+        """Memory held by the tensors (16 MiB for an official model in float32, plus 22 MiB
         of decoder cache)."""
         tensors = (self.image_embed, *self.high_res_features)
         extra = 0 if self.decoder_cache is None else self.decoder_cache.nbytes
@@ -170,8 +170,15 @@ class ImagePredictor:
             raise RuntimeError("no image: call set_image(image) first, or pass embedding=")
         if not isinstance(emb, ImageEmbedding):
             raise TypeError(f"embedding must be an ImageEmbedding, got {type(emb).__name__}")
+        cfg = self.model.config
+        grid = (cfg.hidden_dim, cfg.image_size // cfg.backbone_stride)
+        if (emb.image_embed.shape[1], emb.image_embed.shape[-1]) != grid:
+            raise ValueError(
+                f"embedding of shape {tuple(emb.image_embed.shape)} was made by another model: "
+                f"this one needs (1, {grid[0]}, {grid[1]}, {grid[1]}); encode the image again"
+            )
         hw = emb.original_size
-        low = 4 * int(emb.image_embed.shape[-1])
+        low = 4 * grid[1]
         pts, lbl = check_points(points, labels, hw)
         bx = check_box(box, hw)
         mask = check_mask_input(mask_input, (low, low))
