@@ -112,10 +112,12 @@ def run(args) -> int:
     _wait(c, app, args.timeout)
     elapsed = time.perf_counter() - t0
     labels = np.asarray(c.labels_layer.data)
-    print(f"propagated {args.frames} frames in {elapsed:.1f} s ({args.frames / elapsed:.2f} frames/s)")
+    fps = args.frames / elapsed
+    print(f"propagated {args.frames} frames in {elapsed:.1f} s ({fps:.2f} frames/s)")
     for obj, cell in clicked.items():
         ious = [_iou(labels[t] == obj, truth[t] == cell) for t in range(args.frames)]
-        print(f"  object {obj} (true cell {cell}): mean IoU {np.mean(ious):.3f}, last frame {ious[-1]:.3f}")
+        print(f"  object {obj} (true cell {cell}): mean IoU {np.mean(ious):.3f}, "
+              f"last frame {ious[-1]:.3f}")
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -123,7 +125,8 @@ def run(args) -> int:
              "translate": c.labels_layer.translate, "axis_labels": ("t", "y", "x"),
              "metadata": {"napari_sam2": {"model": args.model, "weights": kind}}}
     ok = True
-    for writer, reader, name in ((write_zarr, read_zarr, "labels.zarr"), (write_tiff, read_tiff, "labels.tif")):
+    formats = ((write_zarr, read_zarr, "labels.zarr"), (write_tiff, read_tiff, "labels.tif"))
+    for writer, reader, name in formats:
         (path,) = writer(str(out / name), labels, attrs)
         back = reader(path)[0][0]
         same = back.shape == labels.shape and bool(np.array_equal(back, labels))

@@ -11,23 +11,28 @@ through the ``status`` signal (and napari notifications for errors).
 from __future__ import annotations
 
 import threading
-import time
 
 import numpy as np
 from psygnal import Signal
 
-from napari_sam2._napari._layers import SamPainter, UndoGroup, UndoStack, label_planes
-from napari_sam2._napari._layers import labels_on_plane, next_free_label
+from napari_sam2._napari._layers import (
+    SamPainter,
+    UndoGroup,
+    UndoStack,
+    label_planes,
+    next_free_label,
+)
 from napari_sam2._napari._prefetch import Prefetcher
 from napari_sam2._napari._prompts import PromptLayers
 from napari_sam2._napari._sessions import SessionStore, image_shape
 from napari_sam2._napari._stack import StackRef, check_ndim, non_spatial_axes, stack_ref
-from napari_sam2._napari._workers import JobQueue, PropagationPlan, propagation_steps
+from napari_sam2._napari._tracking import TrackingActions
+from napari_sam2._napari._workers import JobQueue
 
 DEFAULT_MODEL = "sam2.1_hiera_tiny"
 
 
-class Sam2Controller:
+class Sam2Controller(TrackingActions):
     status = Signal(str)
     objects_changed = Signal()
     busy_changed = Signal(bool)
@@ -109,7 +114,8 @@ class Sam2Controller:
         if len(names) != ndim:
             names = [str(a) for a in range(ndim)]
         # napari's default labels are numbers ("0" or "-3"): say "axis 0" instead
-        return [f"axis {i}" if n.lstrip("-").isdigit() else n for i, n in enumerate(names[: ndim - 2])]
+        stack_names = names[: ndim - 2]
+        return [f"axis {i}" if n.lstrip("-").isdigit() else n for i, n in enumerate(stack_names)]
 
     def set_stack_axis(self, axis: int) -> None:
         if self.image_layer is None:
@@ -220,7 +226,8 @@ class Sam2Controller:
             return
         world_axis = self.viewer.dims.ndim - len(image_shape(self.image_layer)) + self.stack_axis
         layer = self.image_layer
-        value = layer.translate[self.stack_axis - layer.ndim] + layer.scale[self.stack_axis - layer.ndim] * frame
+        axis = self.stack_axis - layer.ndim  # counted from the end (RGB layers have ndim - 1)
+        value = layer.translate[axis] + layer.scale[axis] * frame
         self.viewer.dims.set_point(world_axis, value)
 
     # ------------------------------------------------------------------ prefetch
@@ -303,8 +310,7 @@ class Sam2Controller:
 
     def segment(self, ref: StackRef, frame: int, obj_id: int) -> None:
         """Re-run SAM on one frame for one object from all its prompts there."""
-        shape = image_shape(self.image_layer)[-2:]
-        points, labels = self.prompts.points_for(ref, frame, obj_id, shape)
+        points, labels = self.prompts.points_for(ref, frame, obj_id)
         box = self.prompts.box_for(ref, frame, obj_id)
         layer = self.image_layer
         self.objects.add(int(obj_id))
@@ -314,7 +320,8 @@ class Sam2Controller:
             if box is not None:
                 some = len(points) > 0
                 result = session.add_box(
-                    frame, obj_id, box, points=points if some else None, labels=labels if some else None
+                    frame, obj_id, box,
+                    points=points if some else None, labels=labels if some else None,
                 )
             elif len(points):
                 result = session.add_points(frame, obj_id, points, labels, clear=True)
@@ -376,7 +383,9 @@ class Sam2Controller:
             if self.labels_layer is not None:
                 empty = np.zeros(self.labels_layer.data.shape[-2:], bool)
                 for key in label_planes(self.labels_layer.data, obj):
-                    edit = self.painter.paste(self.labels_layer.data, key, obj, empty, overwrite=True)
+                    edit = self.painter.paste(
+                        self.labels_layer.data, key, obj, empty, overwrite=True
+                    )
                     if edit is not None:
                         group.edits.append(edit)
                 self.painter.forget_label(obj)
@@ -395,122 +404,6 @@ class Sam2Controller:
             if all(pid[a] == i for a, i in ref.fixed):
                 frames.append(0 if ref.stack_axis is None else pid[ref.stack_axis])
         return sorted(frames)
-
-    # ------------------------------------------------------------------ masks as prompts
-    def mask_as_prompt(self, obj_ids=None) -> None:
-        """Use the Labels pixels on the shown frame as the prompt of objects there.
-
-        ``obj_ids`` None: the current object; ``"all"``: every label on the frame (e.g. from
-        Cellpose). The painted masks stay as they are; later propagation starts from them.
-        """
-        if not self._check_ready():
-            return
-        ref, frame = self.current_ref(), self.current_frame()
-        plane = np.array(self.labels_layer.data[ref.plane_key(frame)])
-        ids = labels_on_plane(plane) if obj_ids == "all" else [self.current_obj] if obj_ids is None else list(obj_ids)
-        ids = [i for i in ids if (plane == i).any()]
-        if not ids:
-            self._error(f"no labelled pixels of {obj_ids or self.current_obj} on frame {frame}: paint the object first")
-            return
-        masks = {i: plane == i for i in ids}
-        layer = self.image_layer
-        self.objects |= set(ids)
-
-        def job():
-            session = self.sessions.get(layer, ref)
-            for i, mask in masks.items():
-                session.add_mask(frame, i, mask)
-            return ids
-
-        self.busy_changed.emit(True)
-        self.jobs.submit(
-            job, errored=self._on_error,
-            returned=lambda done: (self.say(f"objects {done} use their painted masks on frame {frame}"), self.objects_changed.emit()),
-        )
-
-    # ------------------------------------------------------------------ propagation
-    def propagate(self, direction: str = "forward", frame_range=None, obj_ids=None) -> bool:
-        """Propagate from the shown frame; ``direction`` forward/backward/both."""
-        if not self._check_ready():
-            return False
-        ref, start = self.current_ref(), self.current_frame()
-        session = self.sessions.get(self.image_layer, ref, create=False)
-        known = list(session.obj_ids) if session is not None else []
-        wanted = known if not obj_ids else [o for o in obj_ids if o in known]
-        if not wanted:
-            self._error("nothing to propagate: click on an object (or use a painted mask) first")
-            return False
-        n = self.num_frames()
-        first, last = (0, n - 1) if frame_range is None else (int(frame_range[0]), int(frame_range[1]))
-        first, last = max(0, first), min(n - 1, last)
-        try:
-            plan = PropagationPlan(
-                start=start, first=first, last=last, forward=direction in ("forward", "both"),
-                backward=direction in ("backward", "both"), obj_ids=tuple(wanted) if obj_ids else None,
-            )
-        except ValueError as exc:
-            self._error(str(exc))
-            return False
-        return self._start_propagation(session, ref, plan)
-
-    def _start_propagation(self, session, ref: StackRef, plan: PropagationPlan) -> bool:
-        from napari.utils import progress
-
-        self.prefetcher.stop()
-        stop = threading.Event()
-        self._stop = stop
-        self._run = {
-            "ref": ref, "plan": plan, "done": 0, "t0": time.perf_counter(),
-            "group": UndoGroup(f"propagate from frame {plan.start}", target=self.labels_layer),
-            "bar": progress(total=plan.n_frames, desc="SAM 2 propagation"),
-        }
-
-        def job():
-            return (yield from propagation_steps(session, plan, stop))
-
-        self.busy_changed.emit(True)
-        self.say(f"propagating from frame {plan.start} over {plan.first}-{plan.last} ...")
-        self.jobs.submit(job, yielded=self._on_frame, errored=self._on_error, finished=self._on_propagation_done)
-        return True
-
-    def _on_frame(self, result) -> None:
-        # Qt calls below (progress bar, refresh) may process events, so this handler can be
-        # re-entered: read and update the run state first, then call out.
-        run = self._run
-        if not run:
-            return
-        wanted = run["plan"].obj_ids or result.obj_ids
-        for obj in wanted:
-            if obj in result.obj_ids:
-                self._paste(run["group"], run["ref"], result.frame, obj, result.mask_of(obj))
-        run["done"] += 1
-        done = run["done"]
-        fps = done / max(time.perf_counter() - run["t0"], 1e-6)
-        self.progress.emit(done, run["plan"].n_frames, fps)
-        if self.follow:
-            self.go_to_frame(result.frame)
-        self.labels_layer.refresh()
-        run["bar"].update(1)
-
-    def _on_propagation_done(self) -> None:
-        run, self._run = self._run, {}
-        cancelled = self._stop is not None and self._stop.is_set()
-        self._stop = None
-        run["bar"].close()
-        self.undo_stack.push(run["group"])
-        elapsed = time.perf_counter() - run["t0"]
-        verb = "cancelled after" if cancelled else "propagated"
-        self.say(f"{verb} {run['done']} frames in {elapsed:.1f} s ({run['done'] / max(elapsed, 1e-6):.1f} frames/s)")
-        self.objects_changed.emit()
-
-    def cancel(self) -> None:
-        if self._stop is not None:
-            self._stop.set()
-        self.jobs.quit()
-
-    @property
-    def propagating(self) -> bool:
-        return self._stop is not None
 
     # ------------------------------------------------------------------ undo
     def undo(self) -> int:

@@ -194,8 +194,10 @@ def label_planes(data, label: int) -> list[tuple]:
     """Plane keys (ints for the non-spatial axes, then two full slices) where ``label`` occurs."""
     arr = np.asarray(data)
     present = (arr == int(label)).any(axis=(-2, -1))
-    return [tuple(int(i) for i in idx) + (slice(None), slice(None)) for idx in np.argwhere(present)] \
-        if arr.ndim > 2 else ([(slice(None), slice(None))] if present else [])
+    plane = (slice(None), slice(None))
+    if arr.ndim == 2:
+        return [plane] if present else []
+    return [tuple(int(i) for i in idx) + plane for idx in np.argwhere(present)]
 
 
 def labels_on_plane(plane: np.ndarray) -> list[int]:

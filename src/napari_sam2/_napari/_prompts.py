@@ -36,7 +36,9 @@ class PromptLayers:
         on_box: called with (vertices (4, ndim) data coords) after a rectangle was drawn.
     """
 
-    def __init__(self, viewer, on_point: Callable, on_box: Callable, on_removed: Callable | None = None):
+    def __init__(
+        self, viewer, on_point: Callable, on_box: Callable, on_removed: Callable | None = None
+    ):
         self.viewer = viewer
         self.on_point = on_point
         self.on_box = on_box
@@ -57,7 +59,8 @@ class PromptLayers:
         if self.points is None or self.points not in self.viewer.layers or self.points.ndim != ndim:
             self.points = self.viewer.add_points(
                 np.empty((0, ndim)), ndim=ndim, name=POINTS_NAME, size=7, border_width=0.15,
-                border_color="white", features={"obj_id": np.empty(0, int), "positive": np.empty(0, bool)},
+                border_color="white",
+                features={"obj_id": np.empty(0, int), "positive": np.empty(0, bool)},
                 **geometry,
             )
             self.points.feature_defaults = {"obj_id": self.obj_id, "positive": True}
@@ -79,7 +82,8 @@ class PromptLayers:
         self.obj_id = int(obj_id)
         for layer in (self.points, self.boxes):
             if layer is not None:
-                defaults = dict(layer.feature_defaults.iloc[0]) if len(layer.feature_defaults) else {}
+                table = layer.feature_defaults
+                defaults = dict(table.iloc[0]) if len(table) else {}
                 defaults["obj_id"] = self.obj_id
                 layer.feature_defaults = defaults
 
@@ -151,7 +155,7 @@ class PromptLayers:
         self.on_box(vertices)
 
     # ----------------------------------------------------------------- queries
-    def points_for(self, ref, frame: int, obj_id: int, frame_shape) -> tuple[np.ndarray, np.ndarray]:
+    def points_for(self, ref, frame: int, obj_id: int) -> tuple[np.ndarray, np.ndarray]:
         """The (row, col) points and labels (1 positive, 0 negative) of an object on a frame."""
         if self.points is None or not len(self.points.data):
             return np.empty((0, 2)), np.empty(0, np.int32)

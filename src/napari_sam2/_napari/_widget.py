@@ -72,7 +72,8 @@ class Sam2Widget(QWidget):
         layout = QVBoxLayout(self)
         data = QGroupBox("Data")
         form = QFormLayout(data)
-        self._image_combo, self._labels_combo, self._axis_combo = QComboBox(), QComboBox(), QComboBox()
+        self._image_combo, self._labels_combo = QComboBox(), QComboBox()
+        self._axis_combo = QComboBox()
         form.addRow("image", self._image_combo)
         form.addRow("labels", self._labels_combo)
         form.addRow("track along", self._axis_combo)
@@ -83,7 +84,7 @@ class Sam2Widget(QWidget):
         self._model_combo = QComboBox()
         self._model_combo.addItems(model_choices())
         self._checkpoint_edit = QLineEdit()
-        self._checkpoint_edit.setPlaceholderText("optional local checkpoint file (.pt, .safetensors)")
+        self._checkpoint_edit.setPlaceholderText("optional local file (.pt, .safetensors)")
         self._browse_button = QPushButton("...")
         row = QHBoxLayout()
         row.addWidget(self._checkpoint_edit)
@@ -112,7 +113,9 @@ class Sam2Widget(QWidget):
         self._mask_button = QPushButton("Painted mask as prompt")
         self._mask_button.setToolTip("Use the selected object's pixels on this frame as its prompt")
         self._track_all_button = QPushButton("Track all labels here")
-        self._track_all_button.setToolTip("Every label on this frame (e.g. from Cellpose) becomes an object")
+        self._track_all_button.setToolTip(
+            "Every label on this frame (e.g. from Cellpose) becomes an object"
+        )
         row = QHBoxLayout()
         row.addWidget(self._mask_button)
         row.addWidget(self._track_all_button)
@@ -134,7 +137,8 @@ class Sam2Widget(QWidget):
         self._follow_check = QCheckBox("follow frames while propagating")
         self._follow_check.setChecked(True)
         self._overwrite_check = QCheckBox("SAM may overwrite other labels")
-        self._propagate_button, self._cancel_button = QPushButton("Propagate"), QPushButton("Cancel")
+        self._propagate_button = QPushButton("Propagate")
+        self._cancel_button = QPushButton("Cancel")
         self._cancel_button.setEnabled(False)
         buttons = QHBoxLayout()
         buttons.addWidget(self._propagate_button)
@@ -211,7 +215,8 @@ class Sam2Widget(QWidget):
         return [layer for layer in self.viewer.layers if isinstance(layer, cls)]
 
     def _refresh_layers(self, event=None) -> None:
-        for combo, kind, extra in ((self._image_combo, "image", []), (self._labels_combo, "labels", [NEW_LABELS])):
+        combos = ((self._image_combo, "image", []), (self._labels_combo, "labels", [NEW_LABELS]))
+        for combo, kind, extra in combos:
             current = combo.currentText()
             combo.blockSignals(True)
             combo.clear()
@@ -261,7 +266,9 @@ class Sam2Widget(QWidget):
 
     # ------------------------------------------------------------------ handlers
     def _on_browse(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "SAM 2 checkpoint", "", "Checkpoints (*.pt *.pth *.safetensors)")
+        path, _ = QFileDialog.getOpenFileName(
+            self, "SAM 2 checkpoint", "", "Checkpoints (*.pt *.pth *.safetensors)"
+        )
         if path:
             self._checkpoint_edit.setText(path)
 
@@ -283,9 +290,12 @@ class Sam2Widget(QWidget):
         self._last_spin.setEnabled(not on)
 
     def _on_propagate(self) -> None:
-        frame_range = None if self._all_frames_check.isChecked() else (self._first_spin.value(), self._last_spin.value())
-        selected = self._objects_combo.currentIndex() == 1
-        obj_ids = (self._table.selected_ids() or [self.controller.current_obj]) if selected else None
+        frame_range = None
+        if not self._all_frames_check.isChecked():
+            frame_range = (self._first_spin.value(), self._last_spin.value())
+        obj_ids = None
+        if self._objects_combo.currentIndex() == 1:  # selected objects
+            obj_ids = self._table.selected_ids() or [self.controller.current_obj]
         self.controller.propagate(self._direction_combo.currentText(), frame_range, obj_ids)
 
     def _on_status(self, text: str) -> None:
@@ -308,7 +318,8 @@ class Sam2Widget(QWidget):
         c = self.controller
         rows = []
         for obj in sorted(c.objects):
-            rgba = tuple(c.labels_layer.get_color(obj)) if c.labels_layer is not None else (1, 1, 1, 1)
+            layer = c.labels_layer
+            rgba = tuple(layer.get_color(obj)) if layer is not None else (1, 1, 1, 1)
             rows.append(ObjectRow(obj, rgba, frame_ranges(c.frames_covered(obj))))
         self._table.set_rows(rows, c.current_obj)
         self._refresh_layers()

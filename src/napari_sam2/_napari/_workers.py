@@ -104,7 +104,9 @@ def propagation_steps(session, plan: PropagationPlan, stop: threading.Event):
         passes.append((True, plan.start - plan.first))
     done = 0
     for reverse, span in passes:
-        results = session.propagate(plan.start, reverse=reverse, max_frames=span + 1, obj_ids=obj_ids)
+        results = session.propagate(
+            plan.start, reverse=reverse, max_frames=span + 1, obj_ids=obj_ids
+        )
         try:
             for result in results:
                 if not plan.first <= result.frame <= plan.last:

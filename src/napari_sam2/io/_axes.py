@@ -14,7 +14,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 # default NGFF axis names for a labels array of 2..5 dims when the layer's names are not usable
-_DEFAULT_AXES = {2: ("y", "x"), 3: ("z", "y", "x"), 4: ("t", "z", "y", "x"), 5: ("t", "c", "z", "y", "x")}
+_DEFAULT_AXES = {
+    2: ("y", "x"),
+    3: ("z", "y", "x"),
+    4: ("t", "z", "y", "x"),
+    5: ("t", "c", "z", "y", "x"),
+}
 _AXIS_TYPES = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "space"}
 _ORDER = {"time": 0, "channel": 1, "space": 2}
 
