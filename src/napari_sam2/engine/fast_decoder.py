@@ -1,22 +1,21 @@
-"""A faster evaluation of the SAM 2 mask decoder for interactive clicks (same maths).
+"""Cached evaluation of the SAM 2 mask decoder for interactive clicks (same maths).
 
-``Sam2Model.prompt_and_decode`` runs the decoder as written in the paper: every attention
-projects all h*w = 4096 image tokens. For one click on a cached embedding this module
-computes the same function with less work, using the decoder's own weights:
+For one click on a cached embedding, everything that does not depend on the prompt is
+computed once per image (``DecoderImageCache``) instead of on every click:
 
-* everything that does not depend on the prompt is computed once per embedding
-  (``DecoderImageCache``): image tokens plus the no-mask embedding, the dense positional
-  encoding, and block 0's token->image key and value projections;
-* token->image attention (few queries, 4096 keys) is folded: softmax(Q (K W_k + b_k)^T) is
-  computed as softmax((Q W_k) K^T) (the bias adds a constant per query row, which softmax
-  ignores), and P (V W_v^T + b_v) as (P V) W_v^T + b_v (rows of P sum to 1), so the 4096 x C
-  image tokens are multiplied by a (heads x tokens) x C matrix instead of being projected;
-* image->token attention (4096 queries, few keys) is folded the other way: the query
-  projection is merged with the keys, and the value with the output projection.
+* the image tokens plus the no-mask embedding;
+* block 0's image-side projections: the token->image keys and values and the image->token
+  queries (block 0 sees the image tokens before any prompt has touched them);
+* the high-res skip features, rearranged into the pixel-unshuffled layout that the output
+  upscaling's GEMMs produce, with the transposed convolutions' biases folded in, so that
+  ``torch.addmm`` does matmul, bias and skip connection in one pass and only the final
+  (M, 4h, 4w) logits are rearranged.
 
-The results equal ``prompt_and_decode`` up to float rounding (max |diff| ~1e-6 of the logits'
-range; tested) and cost about half the multiply-adds. Only the standard decoder structure
-(``TwoWayTransformer``; Meta's names) is supported; anything else raises.
+Blocks after the first use the model's own folded attentions
+(``Attention.forward_few_queries`` / ``forward_few_keys``). The results equal
+``Sam2Model.prompt_and_decode`` up to float rounding (~1e-6 of the logits' range; tested).
+Only the standard decoder structure is supported (``supports``); the predictor falls back to
+``prompt_and_decode`` otherwise.
 """
 
 from __future__ import annotations
@@ -126,58 +125,38 @@ def _upscale_and_masks(decoder, src_tokens, hyper_in, cache, hw):
     return m.permute(6, 0, 2, 4, 1, 3, 5).reshape(1, nm, 4 * h, 4 * w)
 
 
-def _token_to_image(attn, q_tokens, k_img, v_img):
-    """Folded attention: q_tokens (B, Nt, C); k_img, v_img (B, hw, C) -> (B, Nt, C)."""
-    nh = attn.num_heads
-    B, Nt, _ = q_tokens.shape
-    d = attn.internal_dim // nh
-    q = _heads(attn.q_proj(q_tokens), nh)  # (B, nh, Nt, d)
-    wk = attn.k_proj.weight.view(nh, d, -1)  # (nh, d, C)
-    qk = (q @ wk).reshape(B, nh * Nt, -1)  # (B, nh*Nt, C)
-    logits = (qk @ k_img.transpose(1, 2)) * (d**-0.5)  # (B, nh*Nt, hw)
-    p = logits.softmax(dim=-1)
-    pv = (p @ v_img).view(B, nh, Nt, -1)  # (B, nh, Nt, C)
-    wv = attn.v_proj.weight.view(nh, d, -1)  # (nh, d, C)
-    out = pv @ wv.transpose(1, 2) + attn.v_proj.bias.view(nh, 1, d)  # (B, nh, Nt, d)
-    return attn.out_proj(out.transpose(1, 2).reshape(B, Nt, nh * d))
-
-
 def _token_to_image_cached(attn, q_tokens, k0, v0):
-    """Block 0: keys/values already projected (B, nh, hw, d)."""
-    nh = attn.num_heads
-    q = _heads(attn.q_proj(q_tokens), nh)
+    """Block 0 token->image attention with the keys and values projected once per image:
+    q_tokens (B, Nt, C), k0 and v0 (B, nh, hw, d) -> (B, Nt, C)."""
+    q = _heads(attn.q_proj(q_tokens), attn.num_heads)
     out = F.scaled_dot_product_attention(q, k0, v0)  # (B, nh, Nt, d)
     return attn.out_proj(out.transpose(1, 2).flatten(2))
 
 
-def _image_to_token(attn, q_img, k_tokens, v_tokens, q_cached=None):
-    """Folded attention: q_img (B, hw, C); k_tokens, v_tokens (B, Nt, C) -> (B, hw, C).
+def _image_to_token_cached(attn, q0, k_tokens, v_tokens):
+    """Block 0 image->token attention with the image queries projected once per image.
 
-    Logits are laid out (heads x tokens, hw) so that the softmax over the few tokens runs
-    along a strided axis with hw contiguous (much faster on CPU than a size-Nt last axis).
-    ``q_cached`` (B, nh, d, hw): the projected queries when known (block 0).
+    q0 (B, nh, d, hw); k_tokens, v_tokens (B, Nt, C) -> (B, hw, C). Scores are laid out
+    (heads, tokens, hw) so that the softmax over the few tokens runs with hw contiguous; the
+    value and output projections are merged (sum_h P_h (v_h W_out,h^T) + b_out).
     """
     nh = attn.num_heads
-    B, Nt, _ = k_tokens.shape
-    d = attn.internal_dim // nh
-    k = _heads(attn.k_proj(k_tokens), nh)  # (B, nh, Nt, d)
-    v = _heads(attn.v_proj(v_tokens), nh)  # (B, nh, Nt, d)
-    scale = d**-0.5
-    if q_cached is not None:
-        logits = (k * scale) @ q_cached  # (B, nh, Nt, hw)
-    else:
-        wq = attn.q_proj.weight.view(nh, d, -1)  # (nh, d, C)
-        mt = ((k @ wq) * scale).reshape(B, nh * Nt, -1)  # (B, nh*Nt, C)
-        bias = ((k @ attn.q_proj.bias.view(nh, d, 1)) * scale).reshape(B, nh * Nt, 1)
-        logits = torch.baddbmm(bias, mt, q_img.transpose(1, 2))  # (B, nh*Nt, hw)
-    p = logits.view(B, nh, Nt, -1).softmax(dim=2).view(B, nh * Nt, -1)
-    wo = attn.out_proj.weight.view(-1, nh, d).permute(1, 2, 0)  # (nh, d, C)
-    n = (v @ wo).reshape(B, nh * Nt, -1)  # (B, nh*Nt, C)
-    return torch.baddbmm(attn.out_proj.bias.view(1, 1, -1), p.transpose(1, 2), n)
+    kh = _heads(attn.k_proj(k_tokens), nh)  # (B, nh, Nt, d)
+    vh = _heads(attn.v_proj(v_tokens), nh)
+    B, _, Nt, d = kh.shape
+    p = ((kh * d**-0.5) @ q0).softmax(dim=2)  # (B, nh, Nt, hw)
+    w_o = attn.out_proj.weight.view(-1, nh, d).permute(1, 2, 0)  # (nh, d, C)
+    vo = (vh @ w_o).reshape(B, nh * Nt, -1)  # (B, nh*Nt, C)
+    return torch.baddbmm(attn.out_proj.bias.view(1, 1, -1),
+                         p.reshape(B, nh * Nt, -1).transpose(1, 2), vo)
 
 
 def run_transformer(decoder, tokens, keys, key_pe, cache: DecoderImageCache | None):
-    """The two-way transformer: tokens (B, Nt, C), image tokens (B, hw, C)."""
+    """The decoder's two-way transformer (the model's folded attentions), with block 0's
+    image-side projections taken from ``cache`` when given.
+
+    tokens (B, Nt, C), keys (B, hw, C), key_pe (1, hw, C) -> (tokens, keys).
+    """
     tr = decoder.transformer
     queries, query_pe = tokens, tokens
     for i, layer in enumerate(tr.layers):
@@ -188,21 +167,23 @@ def run_transformer(decoder, tokens, keys, key_pe, cache: DecoderImageCache | No
             queries = queries + layer.self_attn(q, q, queries)
         queries = layer.norm1(queries)
         q = queries + query_pe
-        k = keys + key_pe
-        t2i = layer.cross_attn_token_to_image
-        if i == 0 and cache is not None:
+        t2i, i2t = layer.cross_attn_token_to_image, layer.cross_attn_image_to_token
+        cached = i == 0 and cache is not None
+        if cached:
             att = _token_to_image_cached(t2i, q, cache.k0, cache.v0)
         else:
-            att = _token_to_image(t2i, q, k, keys)
+            k = keys + key_pe
+            att = t2i.forward_few_queries(q, k, keys)
         queries = layer.norm2(queries + att)
         queries = layer.norm3(queries + layer.mlp(queries))
         q = queries + query_pe
-        q0 = cache.q0 if i == 0 and cache is not None else None
-        att = _image_to_token(layer.cross_attn_image_to_token, k, q, queries, q0)
+        if cached:
+            att = _image_to_token_cached(i2t, cache.q0, q, queries)
+        else:
+            att = i2t.forward_few_keys(k, q, queries)
         keys = layer.norm4(keys + att)
     q = queries + query_pe
-    k = keys + key_pe
-    att = _token_to_image(tr.final_attn_token_to_image, q, k, keys)
+    att = tr.final_attn_token_to_image.forward_few_queries(q, keys + key_pe, keys)
     return tr.norm_final_attn(queries + att), keys
 
 
@@ -254,6 +235,8 @@ def supports(decoder) -> bool:
         tr = decoder.transformer
         ok = len(tr.layers) > 0 and tr.layers[0].skip_first_layer_pe
         ok = ok and decoder.use_high_res_features and len(decoder.output_upscaling) == 5
+        attn = tr.final_attn_token_to_image
+        ok = ok and hasattr(attn, "forward_few_queries") and hasattr(attn, "forward_few_keys")
         return bool(ok and hasattr(decoder, "_dynamic_single"))
     except AttributeError:
         return False
