@@ -53,3 +53,24 @@ def test_load_button_downloads_with_progress_then_prefetches(
     # a new slice shown: its neighbourhood is prefetched too
     c.go_to_frame(5)
     qtbot.waitUntil(lambda: (id(session), 4) in c.prefetcher._done, timeout=60_000)
+
+
+def test_offline_default_model_says_where_to_put_the_file(make_napari_viewer, qtbot, monkeypatch):
+    import socket
+
+    from napari_sam2.model import download
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()  # nothing listens there: like being offline
+    monkeypatch.setitem(download.CHECKPOINT_URLS, "sam2.1_hiera_tiny",
+                        f"http://127.0.0.1:{port}/sam2.1_hiera_tiny.pt")
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-sam2", "SAM 2")
+    assert widget._model_combo.currentText() == "sam2.1_hiera_tiny"  # the default
+    widget._load_button.click()
+    wait_idle(qtbot, widget.controller)
+    text = widget._status_label.text()
+    assert "sam2.1_hiera_tiny.pt" in text and str(download.cache_dir_path()) in text
+    assert widget.controller.sessions.model is None and widget._load_button.isEnabled()
