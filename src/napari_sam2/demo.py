@@ -123,7 +123,8 @@ def run(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     attrs = {"name": c.labels_layer.name, "scale": c.labels_layer.scale,
              "translate": c.labels_layer.translate, "axis_labels": ("t", "y", "x"),
-             "metadata": {"napari_sam2": {"model": args.model, "weights": kind}}}
+             "metadata": {"napari_sam2": {**c.labels_layer.metadata.get("napari_sam2", {}),
+                                          "weights": kind}}}
     ok = True
     formats = ((write_zarr, read_zarr, "labels.zarr"), (write_tiff, read_tiff, "labels.tif"))
     for writer, reader, name in formats:

@@ -91,6 +91,9 @@ def test_propagation_streams_and_undo(sam, qtbot):
     assert "propagated 6 frames" in widget._status_label.text()
     assert "frames/s" in widget._speed_label.text()
     assert viewer.dims.current_step[0] == 5  # followed the propagation
+    record = c.labels_layer.metadata["napari_sam2"]  # saved with the labels by our writers
+    assert record["model"] == "sam2_demo" and record["stack_axis"] == "t"
+    assert record["objects"] == [1] and record["intensity_range"] == [400.0, 3200.0]
     widget._undo_button.click()
     np.testing.assert_array_equal(c.labels_layer.data, after_click)
     c.undo()

@@ -343,8 +343,25 @@ class Sam2Controller(TrackingActions):
         self._paste(group, ref, frame, obj_id, mask)
         self.undo_stack.push(group)
         self.labels_layer.refresh()
+        self.record_provenance()
         self.say(f"object {obj_id}: {int(mask.sum())} pixels on frame {frame}")
         self.objects_changed.emit()
+
+    def record_provenance(self) -> None:
+        """Note in the Labels layer's metadata what made it (saved by our writers)."""
+        from napari_sam2 import __version__
+
+        if self.labels_layer is None:
+            return
+        axis_names = self.axis_names()
+        self.labels_layer.metadata["napari_sam2"] = {
+            "software": f"napari-sam2 {__version__}",
+            "model": self.model_name,
+            "image": getattr(self.image_layer, "name", None),
+            "stack_axis": None if self.stack_axis is None else axis_names[self.stack_axis],
+            "intensity_range": [float(v) for v in self.image_layer.contrast_limits],
+            "objects": sorted(int(o) for o in self.objects),
+        }
 
     def _paste(self, group: UndoGroup, ref: StackRef, frame: int, obj_id: int, mask) -> None:
         edit = self.painter.paste(

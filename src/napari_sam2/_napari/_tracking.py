@@ -134,6 +134,7 @@ class TrackingActions:
         self._stop = None
         run["bar"].close()
         self.undo_stack.push(run["group"])
+        self.record_provenance()
         elapsed = time.perf_counter() - run["t0"]
         verb = "cancelled after" if cancelled else "propagated"
         fps = run["done"] / max(elapsed, 1e-6)
