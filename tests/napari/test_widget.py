@@ -127,6 +127,19 @@ def test_cancel_stops_within_a_frame_and_keeps_what_was_done(sam, qtbot):
     assert c.propagate("forward")
     wait_idle(qtbot, c)
     assert session.frames_with_output(1) == list(range(6))
+    # a correction on frame 3 re-segments it at once and becomes a conditioning frame;
+    # propagating again from there rewrites the frames after it, not those before
+    before = c.labels_layer.data.copy()
+    c.go_to_frame(3)
+    c.prompts.add_point((3, 40, 60), False)
+    wait_idle(qtbot, c)
+    assert 3 in session.conditioning_frames(1)
+    assert (c.labels_layer.data[:3] == before[:3]).all()
+    assert c.propagate("forward")
+    wait_idle(qtbot, c)
+    for t in (4, 5):
+        assert_same_mask(c.labels_layer.data[t] == 1, session.result(t).mask_of(1))
+    assert (c.labels_layer.data[:3] == before[:3]).all()
 
 
 def test_both_directions_range_and_selected_objects(sam, qtbot):
