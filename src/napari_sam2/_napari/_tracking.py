@@ -142,9 +142,10 @@ class TrackingActions:
         self.objects_changed.emit()
 
     def cancel(self) -> None:
+        """Stop the running propagation after the frame being computed (kept, like all
+        frames before it). Clicks queued behind it still run."""
         if self._stop is not None:
             self._stop.set()
-        self.jobs.quit()
 
     @property
     def propagating(self) -> bool:

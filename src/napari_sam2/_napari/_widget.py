@@ -200,6 +200,7 @@ class Sam2Widget(QWidget):
             return super().closeEvent(event)
         self._closed = True
         self.controller.cancel()
+        self.controller.jobs.quit()
         self.controller.prefetcher.stop()
         self.viewer.layers.events.inserted.disconnect(self._refresh_layers)
         self.viewer.layers.events.removed.disconnect(self._refresh_layers)
