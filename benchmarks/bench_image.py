@@ -110,18 +110,20 @@ def main() -> None:
         plain.embedding = emb
         click_plain = timed(lambda: plain.predict(points=[[h / 2, w / 3]], labels=[1]),
                             args.click_repeats, 5, sync)
-        boxpt = timed(lambda: pred.predict(box=(h / 4, w / 4, h / 2, w / 2), points=[[h / 3, w / 3]],
-                                           labels=[0], multimask_output=False),
+        box = (h / 4, w / 4, h / 2, w / 2)
+        boxpt = timed(lambda: pred.predict(box=box, points=[[h / 3, w / 3]], labels=[0],
+                                           multimask_output=False),
                       args.click_repeats, 5, sync)
         short = name.replace("sam2.1_hiera_", "")
         print(f"\n{name}  (S={model.config.image_size}, embedding {emb.nbytes / 2**20:.0f} MiB)")
         print(f"  encode     {fmt(enc, 1.0, 's ')}")
         print(f"  click      {fmt(click, 1e3, 'ms')}")
         print(f"  click+box  {fmt(boxpt, 1e3, 'ms')}")
-        print(f"  click, Sam2Model.prompt_and_decode (no fast decoder)  {fmt(click_plain, 1e3, 'ms')}")
+        print(f"  click via Sam2Model.prompt_and_decode (fast_decoder=False)  "
+              f"{fmt(click_plain, 1e3, 'ms')}")
         if device.type == "cpu" and short in META_CPU_ENCODE_S:
-            print(f"  baseline (Meta, 2-core CPU, issue 2): encode {META_CPU_ENCODE_S[short]:.1f} s,"
-                  f" click {META_CPU_CLICK_MS:.0f} ms")
+            print(f"  baseline (Meta, 2-core CPU, issue 2): encode "
+                  f"{META_CPU_ENCODE_S[short]:.1f} s, click {META_CPU_CLICK_MS:.0f} ms")
         del model, pred, plain, emb
 
 

@@ -110,9 +110,10 @@ def main() -> None:
         out[f"{case}__sparse"] = g[f"{case}_sparse"].astype(np.float32)
         f16_err = np.abs(low.astype(np.float16).astype(np.float32) - low).max()
         q_err = np.abs(q * scale - low).max()
+        top = np.abs(low).max()
         report.append(
-            f"{case:16s} max|ref| {np.abs(low).max():7.3f}  int16 err/max {q_err / np.abs(low).max():.1e}"
-            f"  float16 err/max {f16_err / np.abs(low).max():.1e}"
+            f"{case:16s} max|ref| {top:7.3f}  int16 err/max {q_err / top:.1e}"
+            f"  float16 err/max {f16_err / top:.1e}"
         )
     out["image_embed_c0to3"] = g["image_embed"][:, :4].astype(np.float32)
     out["dense_pe_c0to3"] = g["dense_pe"][:, :4].astype(np.float32)

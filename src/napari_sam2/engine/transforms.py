@@ -116,7 +116,8 @@ def map_intensity(image, intensity_range=None) -> np.ndarray:
     if rng is None and arr.dtype == np.uint8:
         return arr.astype(np.float32) / np.float32(255.0)
     # float32 is exact for 8/16-bit ints; wider types are mapped in float64 then rounded.
-    wide = arr.dtype.itemsize > 4 or (np.issubdtype(arr.dtype, np.integer) and arr.dtype.itemsize == 4)
+    is_int = np.issubdtype(arr.dtype, np.integer)
+    wide = arr.dtype.itemsize > 4 or (is_int and arr.dtype.itemsize == 4)
     work = np.float64 if wide else np.float32
     x = arr.astype(work, copy=True)
     finite = None
