@@ -17,6 +17,8 @@ The fixture keeps what the parity test needs, about 2 MB:
   scale = max|logits| / 32767, so the rounding error is at most 1.6e-5 x max|logits|, far
   inside the 1e-3 budget; float16 would spend half of it), ``__ious`` float32,
   ``__masks_bits`` (np.packbits of the (M, H, W) bool masks) and ``__sparse`` float32;
+* ``input_image_sub16`` (1, 3, 64, 64): every 16th row and column of the normalised model
+  input Meta's predictor computed (checks our preprocessing);
 * ``image_embed_c0to3`` (1, 4, 64, 64) and ``dense_pe_c0to3`` float32 for diagnosis.
 """
 
@@ -115,6 +117,7 @@ def main() -> None:
             f"{case:16s} max|ref| {top:7.3f}  int16 err/max {q_err / top:.1e}"
             f"  float16 err/max {f16_err / top:.1e}"
         )
+    out["input_image_sub16"] = g["input_image"][:, :, ::16, ::16].astype(np.float32)
     out["image_embed_c0to3"] = g["image_embed"][:, :4].astype(np.float32)
     out["dense_pe_c0to3"] = g["dense_pe"][:, :4].astype(np.float32)
     out["meta"] = np.array(

@@ -56,6 +56,14 @@ def _reference(g, case):
     return low, g[f"{case}__ious"].astype(np.float64), masks.astype(bool)
 
 
+def test_preprocessing_matches_meta(golden):
+    """torchvision ToTensor + Resize(antialias) + Normalize, reproduced without torchvision."""
+    from napari_sam2.engine.transforms import preprocess_image
+
+    ours = preprocess_image(golden["image"], 1024)[:, :, ::16, ::16].numpy()
+    np.testing.assert_allclose(ours, golden["input_image_sub16"], rtol=0, atol=1e-6)
+
+
 def test_image_embedding_matches(golden, predictor):
     ours = predictor.embedding.image_embed[:, :4].float().numpy()
     ref = golden["image_embed_c0to3"]
