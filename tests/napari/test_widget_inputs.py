@@ -74,10 +74,13 @@ def test_bad_input_gives_clear_messages_and_loses_nothing(make_napari_viewer, de
     c.set_model(demo_model, "sam2_demo")
     c.set_labels_layer(None)
     good = c.labels_layer
+    assert widget._labels_combo.currentText() == good.name
     good.data[0, :2, :2] = 3
     viewer.add_labels(np.zeros((6, 10, 10), np.int32), name="small")
-    assert not c.set_labels_layer(viewer.layers["small"])
+    widget._labels_combo.setCurrentText("small")
+    widget._labels_combo.activated.emit(widget._labels_combo.currentIndex())  # as a user pick
     assert "has shape (6, 10, 10)" in status() and c.labels_layer is good
+    assert widget._labels_combo.currentText() == good.name  # still shows the layer in use
 
     c.prompts.add_point((0, 500, 5), True)
     assert "outside the image" in status() and len(c.prompts.points.data) == 0

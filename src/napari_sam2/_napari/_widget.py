@@ -225,8 +225,11 @@ class Sam2Widget(QWidget):
             index = combo.findText(current)
             combo.setCurrentIndex(index if index >= 0 else 0)
             combo.blockSignals(False)
-        if self.controller.labels_layer is not None:
-            self._labels_combo.setCurrentText(self.controller.labels_layer.name)
+        # the combo shows the layer in use, or <new labels layer> until there is one
+        labels = self.controller.labels_layer
+        self._labels_combo.blockSignals(True)
+        self._labels_combo.setCurrentText(NEW_LABELS if labels is None else labels.name)
+        self._labels_combo.blockSignals(False)
         image = self._selected("image", self._image_combo)
         if image is not self.controller.image_layer:
             self._on_image_chosen()
