@@ -62,7 +62,9 @@ def main(argv=None) -> int:
         _wait(app, c)
     c.propagate("forward")
     _wait(app, c)
-    c.go_to_frame(args.frames // 2)
+    # trained weights: show a frame the masks were propagated to; random weights (masks not
+    # meaningful): show the clicked frame with its prompts
+    c.go_to_frame(args.frames // 2 if kind == "trained" else 0)
     viewer.layers.selection.active = c.prompts.points
     viewer.reset_view()
     _wait(app, c)

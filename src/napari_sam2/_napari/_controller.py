@@ -412,14 +412,17 @@ class Sam2Controller(TrackingActions):
         self.objects_changed.emit()
 
     def frames_covered(self, obj_id: int) -> list[int]:
-        """Frames of the current stack on which SAM wrote ``obj_id``."""
+        """Frames of the current stack where SAM wrote ``obj_id`` or it has a prompt."""
         if self.labels_layer is None or self.image_layer is None:
             return []
         ref = self.current_ref()
-        frames = []
+        frames = set()
         for pid in self.painter.planes_with(obj_id):
             if all(pid[a] == i for a, i in ref.fixed):
-                frames.append(0 if ref.stack_axis is None else pid[ref.stack_axis])
+                frames.add(0 if ref.stack_axis is None else pid[ref.stack_axis])
+        session = self.sessions.get(self.image_layer, ref, create=False)
+        if session is not None and obj_id in session.obj_ids:
+            frames.update(session.prompt_frames(obj_id))  # e.g. a painted mask used as prompt
         return sorted(frames)
 
     # ------------------------------------------------------------------ undo
