@@ -68,6 +68,9 @@ def test_predict_multimask_and_single(predictor):
         assert pred.low_res_logits.dtype == np.float32
         assert isinstance(pred.object_score_logits, float)
         assert pred.best.shape == (H, W)
+        assert pred.scores is pred.iou_scores
+        alias = predictor.predict(points=[[30, 40]], labels=[1], multimask=multi)
+        np.testing.assert_array_equal(alias.low_res_logits, pred.low_res_logits)
         # masks are the upsampled low-res logits (no clamping reached here)
         up = T.upsample_logits(torch.from_numpy(pred.low_res_logits)[None], (H, W))[0] > 0
         np.testing.assert_array_equal(pred.masks, up.numpy())

@@ -146,6 +146,7 @@ class ImagePredictor:
         mask_input=None,
         multimask_output: bool = True,
         embedding: ImageEmbedding | None = None,
+        multimask: bool | None = None,
     ) -> MaskPrediction:
         """Masks for a prompt on the current (or given) image embedding.
 
@@ -157,6 +158,7 @@ class ImagePredictor:
                 ``previous.low_res_logits[previous.best_index]``.
             multimask_output: True: three candidate masks; False: one.
             embedding: an ``ImageEmbedding`` from ``encode``; default ``self.embedding``.
+            multimask: alias of ``multimask_output`` (wins when given).
 
         Coordinates may lie anywhere in the image's extent, -0.5 <= row <= H and
         -0.5 <= col <= W (napari puts pixel centres at integers).
@@ -165,6 +167,8 @@ class ImagePredictor:
             ``MaskPrediction`` with M = 3 or 1: masks (M, H, W) bool, iou_scores (M,),
             low_res_logits (M, 4h, 4w) clamped to +-32, object_score_logits.
         """
+        if multimask is not None:
+            multimask_output = multimask
         emb = embedding if embedding is not None else self.embedding
         if emb is None:
             raise RuntimeError("no image: call set_image(image) first, or pass embedding=")

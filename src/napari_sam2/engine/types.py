@@ -25,6 +25,11 @@ class MaskPrediction:
     object_score_logits: float
 
     @property
+    def scores(self) -> np.ndarray:
+        """Alias of ``iou_scores`` (the name issue 2 uses)."""
+        return self.iou_scores
+
+    @property
     def best_index(self) -> int:
         return int(np.argmax(self.iou_scores))
 
