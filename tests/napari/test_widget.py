@@ -104,20 +104,23 @@ def test_cancel_stops_within_a_frame_and_keeps_what_was_done(sam, qtbot):
     viewer, widget, c = sam
     c.prompts.add_point((0, 24, 32), True)
     wait_idle(qtbot, c)
-    seen = []
+    session = c.sessions.get(c.image_layer, c.current_ref(), create=False)
+    seen, at_cancel = [], []
 
     def on_progress(done, total, fps):
         seen.append(done)
         if done == 2:
+            # frames the worker had finished when Cancel was pressed (some may still be
+            # queued for the main thread)
+            at_cancel.append(len(session.frames_with_output(1)))
             widget._cancel_button.click()
 
     c.progress.connect(on_progress)
     c.propagate("forward")
     wait_idle(qtbot, c)
-    assert 2 <= max(seen) <= 3, seen
+    assert max(seen) <= at_cancel[0] + 1, (seen, at_cancel)
     assert "cancelled after" in widget._status_label.text()
     # the frames done are kept; the session can propagate again
-    session = c.sessions.get(c.image_layer, c.current_ref(), create=False)
     assert set(session.frames_with_output(1)) >= {0, 1}
     written = [t for t in range(6) if (c.labels_layer.data[t] == 1).any()]
     assert session.frames_with_output(1) == list(range(max(seen)))
