@@ -115,7 +115,7 @@ class ArrayFrames:
         return i
 
     def _read_now(self, i: int) -> np.ndarray:
-        if self._sequence:
+        if self._sequence or self._axis == 0:
             raw = self._array[i]
         else:
             raw = self._array[(slice(None),) * self._axis + (i,)]
