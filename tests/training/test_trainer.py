@@ -100,3 +100,14 @@ def test_checkpoint_resume_continues_exactly(tiny_model, tmp_path):
     with pytest.raises(ValueError, match="not a training checkpoint"):
         torch.save({"model": {}}, tmp_path / "plain.pt")
         b.load_state(tmp_path / "plain.pt")
+
+
+def test_tied_decoder_attention_starts_as_similarity(tiny_model):
+    from napari_sam2.training.init import tie_decoder_cross_attention
+
+    att = tiny_model.sam_mask_decoder.transformer.final_attn_token_to_image
+    q_before = att.q_proj.weight.clone()
+    assert tie_decoder_cross_attention(tiny_model, 4.0) == 5  # 2 per block x 2 blocks + final
+    assert torch.equal(att.k_proj.weight, att.q_proj.weight)
+    assert torch.allclose(att.q_proj.weight, 4 * q_before)
+    assert att.k_proj.weight.data_ptr() != att.q_proj.weight.data_ptr()  # still two parameters

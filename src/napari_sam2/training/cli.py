@@ -52,6 +52,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-size", type=int, default=None,
                         help="train at this input size instead of the variant's (same weight "
                              "shapes; e.g. a fast low-resolution first phase)")
+    parser.add_argument("--init-exclude", default="",
+                        help="comma-separated parameter-name prefixes NOT taken from --init "
+                             "(they keep their fresh random initialisation)")
+    parser.add_argument("--tie-decoder-attention", type=float, default=None, metavar="SCALE",
+                        help="start the mask decoder's cross-attentions with k_proj = q_proj "
+                             "* SCALE (see training/init.py); applied after --init")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -103,7 +109,7 @@ def run(args) -> int:
 
     from napari_sam2.model import build_model
     from napari_sam2.model.config import get_config
-    from napari_sam2.model.loading import resolve_device
+    from napari_sam2.model.device import choose_device
     from napari_sam2.training.datasets import SyntheticClips
     from napari_sam2.training.export import export_weights
     from napari_sam2.training.trainer import Trainer
@@ -123,7 +129,7 @@ def run(args) -> int:
         print(f"error: {ckpt} exists; pass --resume to continue it or use another --run-dir",
               file=sys.stderr)
         return 2
-    device = resolve_device(args.device)
+    device = choose_device(args.device)
     torch.manual_seed(config.seed)
     config_model = get_config(variant)
     if args.image_size:
@@ -134,7 +140,16 @@ def run(args) -> int:
     if args.init and not args.resume:
         from napari_sam2.model.checkpoint import load_weights, read_state_dict
 
-        load_weights(model, read_state_dict(args.init), variant_name=variant)
+        state = read_state_dict(args.init)
+        keep = tuple(p for p in args.init_exclude.split(",") if p)
+        if keep:
+            own = model.state_dict()
+            state = {k: (own[k] if k.startswith(keep) else v) for k, v in state.items()}
+        load_weights(model, state, variant_name=variant)
+    if args.tie_decoder_attention and not args.resume:
+        from napari_sam2.training.init import tie_decoder_cross_attention
+
+        tie_decoder_cross_attention(model, args.tie_decoder_attention)
     size = model.config.image_size
     images = SyntheticClips(size, num_frames=1, max_objects=config.objects_per_image,
                             volume_fraction=0.15, ramp=args.cells_ramp)
