@@ -17,7 +17,8 @@ from napari_sam2.model import download, loading
 from napari_sam2.model.checkpoint import CheckpointError
 from napari_sam2.model.config import VARIANTS
 from napari_sam2.model.download import sha256_of
-from napari_sam2.model.loading import resolve_device, shipped_weights_path
+from napari_sam2.model.device import choose_device
+from napari_sam2.model.loading import shipped_weights_path
 
 
 @pytest.fixture(scope="module")
@@ -139,25 +140,16 @@ def test_download_path_end_to_end(monkeypatch, tmp_path, demo_files, demo_state_
     _assert_loaded(load_model("sam2_demo", cache_dir=cache, device="cpu"), demo_state_dict)
 
 
-def test_resolve_device():
-    auto = resolve_device()
+def test_load_model_resolves_auto_device():
+    auto = choose_device()
     if torch.cuda.is_available():
         assert auto.type == "cuda"
     elif torch.backends.mps.is_available():
         assert auto.type == "mps"
     else:
         assert auto == torch.device("cpu")
-    assert resolve_device("auto") == auto
-    assert resolve_device("cpu") == torch.device("cpu")
-    assert resolve_device(torch.device("cpu")) == torch.device("cpu")
-    with pytest.raises(ValueError, match="Unknown device"):
-        resolve_device("gpu please")
-    if not torch.cuda.is_available():
-        with pytest.raises(ValueError, match="CUDA is not available"):
-            resolve_device("cuda")
-    if not torch.backends.mps.is_available():
-        with pytest.raises(ValueError, match="MPS is not available"):
-            resolve_device("mps")
+    assert choose_device("auto") == auto
+    assert choose_device(torch.device("cpu")) == torch.device("cpu")
 
 
 @pytest.mark.gpu

@@ -16,6 +16,7 @@ from napari_sam2.model.checkpoint import (
     load_weights,
     read_state_dict,
 )
+from napari_sam2.model.device import choose_device
 from napari_sam2.model.download import CHECKPOINT_URLS, ProgressCallback, checkpoint_path, sha256_of
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ def load_model(
     from napari_sam2.model.config import get_config
 
     config = get_config(name)  # ValueError listing the known names
-    target = resolve_device(device)
+    target = choose_device(device)
     path = _weights_file(name, checkpoint, cache_dir=cache_dir, progress=progress)
     state_dict = read_state_dict(path)
     try:
@@ -71,44 +72,12 @@ def load_model(
     return model.eval()
 
 
-def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """``None``/``"auto"`` -> CUDA if available, else MPS, else CPU; otherwise the given
-    device, after checking that its backend is available."""
-    if device is None or (isinstance(device, str) and device.strip().lower() == "auto"):
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if _mps_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(
-            f"Unknown device {device!r}: pass 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'."
-        ) from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"Device {device!r} requested, but CUDA is not available here; "
-                         "pass device='cpu' or 'auto'.")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise ValueError(f"Device {device!r} requested, but only {torch.cuda.device_count()} "
-                         "CUDA device(s) exist; pass 'cuda:0' or 'auto'.")
-    if dev.type == "mps" and not _mps_available():
-        raise ValueError(f"Device {device!r} requested, but Apple MPS is not available here; "
-                         "pass device='cpu' or 'auto'.")
-    return dev
-
-
 def shipped_weights_path(name: str) -> Path:
     """The packaged weights file of a shipped variant (it may not exist in a source tree)."""
     if name not in SHIPPED_WEIGHTS:
         raise ValueError(f"{name!r} is not shipped in the package; shipped: "
                          f"{', '.join(SHIPPED_WEIGHTS)}.")
     return Path(str(resources.files("napari_sam2") / "weights" / SHIPPED_WEIGHTS[name]))
-
-
-def _mps_available() -> bool:
-    mps = getattr(torch.backends, "mps", None)
-    return bool(mps is not None and mps.is_available())
 
 
 def _weights_file(
