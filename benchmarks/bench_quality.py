@@ -33,7 +33,7 @@ def _machine() -> str:
             f"torch {torch.__version__}, {torch.get_num_threads()} threads").strip()
 
 
-def _report(name: str, model, args) -> None:
+def _report(name: str, model, args) -> dict:
     from napari_sam2.training.evaluate import click_and_box_iou, propagation_jf
 
     start = time.perf_counter()
@@ -53,6 +53,10 @@ def _report(name: str, model, args) -> None:
         print(f"    sequence seed {row['seed']}: J {row['j']:.3f}  F {row['f']:.3f}")
     print(f"  time: images {t_img:.1f} s ({args.sequences} sequences x 2 frames), "
           f"propagation {t_vid:.1f} s ({args.video_sequences} sequences)")
+    return {"click_iou": round(click, 4), "box_iou": round(box, 4), "jf": round(q.jf, 4),
+            "j": round(q.j, 4), "f": round(q.f, 4), "absent_while_out": q.absent_correct,
+            "found_again": q.reappear_found, "image_sequences": args.sequences,
+            "video_sequences": args.video_sequences, "frames": args.frames}
 
 
 def main() -> None:
@@ -63,6 +67,7 @@ def main() -> None:
     parser.add_argument("--video-sequences", type=int, default=2)
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--json", default=None, help="also write the model's figures here")
     parser.add_argument("--baseline", action="store_true",
                         help="also measure the random-init model (in-run reference)")
     args = parser.parse_args()
@@ -72,7 +77,12 @@ def main() -> None:
 
     print(f"machine: {_machine()}")
     model = load_model(args.variant, args.checkpoint, device="cpu")
-    _report(f"{args.variant} ({args.checkpoint or 'shipped weights'})", model, args)
+    figures = _report(f"{args.variant} ({args.checkpoint or 'shipped weights'})", model, args)
+    if args.json:
+        import json
+
+        with open(args.json, "w") as f:
+            json.dump(figures, f, indent=2)
     if args.baseline:
         torch.manual_seed(0)
         _report(f"{args.variant} random init (baseline)", build_model(args.variant), args)

@@ -24,8 +24,8 @@ def base_weights(tmp_path):
 @pytest.fixture
 def files(tmp_path):
     movie, movie_lab = make_cell_timelapse(n_frames=3, shape=(64, 80), n_cells=3, seed=5)
-    tifffile.imwrite(tmp_path / "movie.tif", movie)
-    tifffile.imwrite(tmp_path / "movie_labels.tif", movie_lab)
+    tifffile.imwrite(tmp_path / "movie.tif", movie, photometric="minisblack")
+    tifffile.imwrite(tmp_path / "movie_labels.tif", movie_lab, photometric="minisblack")
     vol, vol_lab = make_ellipsoid_volume(shape=(8, 64, 64), n_objects=3, seed=6)
     zarr.save_array(str(tmp_path / "vol.zarr"), vol)
     zarr.save_array(str(tmp_path / "vol_labels.zarr"), vol_lab)
