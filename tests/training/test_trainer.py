@@ -111,3 +111,20 @@ def test_tied_decoder_attention_starts_as_similarity(tiny_model):
     assert torch.equal(att.k_proj.weight, att.q_proj.weight)
     assert torch.allclose(att.q_proj.weight, 4 * q_before)
     assert att.k_proj.weight.data_ptr() != att.q_proj.weight.data_ptr()  # still two parameters
+
+
+def test_train_cli_runs_resumes_and_exports(tmp_path, capsys):
+    from napari_sam2.cli import main
+    from napari_sam2.model.checkpoint import read_state_dict
+
+    run = tmp_path / "run"
+    args = ["train", "--run-dir", str(run), "--steps", "2", "--image-size", "64",
+            "--image-batch", "1", "--objects-per-image", "2", "--log-every", "1"]
+    assert main(args + ["--export", str(tmp_path / "w.safetensors")]) == 0
+    assert "step 2/2" in capsys.readouterr().out
+    assert set(read_state_dict(tmp_path / "w.safetensors")) == \
+        set(torch.load(run / "checkpoint.pt", weights_only=False)["model"])
+    assert main(args) == 2  # the run dir holds a checkpoint: refuse without --resume
+    assert "--resume" in capsys.readouterr().err
+    assert main(["train", "--run-dir", str(run), "--resume", "--steps", "3"]) == 0
+    assert "resumed" in capsys.readouterr().out
