@@ -6,22 +6,26 @@ import pytest
 
 @pytest.fixture(scope="session")
 def demo_model():
-    """The shipped trained sam2_demo when present, else a seeded random init (plumbing only).
-
-    Seed 0 gives non-empty masks for a click on a bright square (checked in the tests that
-    need pixels), so pasting and undo are exercised on real, non-trivial model outputs.
-    """
+    """sam2_demo with seeded random weights, for the plumbing tests (fast, and independent of
+    the shipped weights). Seed 0 gives non-empty masks for a click on the bright square
+    (checked where pixels matter), so pasting and undo act on real, non-trivial outputs."""
     import torch
 
-    from napari_sam2.model import build_model, load_model
+    from napari_sam2.model import build_model
 
-    try:
-        model = load_model("sam2_demo", device="cpu", progress=False)
-        model.trained = True
-    except (FileNotFoundError, OSError):
-        torch.manual_seed(0)
-        model = build_model("sam2_demo", device="cpu")
-        model.trained = False
+    torch.manual_seed(0)
+    model = build_model("sam2_demo", device="cpu")
+    model.trained = False
+    return model
+
+
+@pytest.fixture(scope="session")
+def trained_demo_model():
+    """The shipped, trained sam2_demo (tests using it skip while its weights are missing)."""
+    from napari_sam2.model import load_model
+
+    model = load_model("sam2_demo", device="cpu", progress=False)
+    model.trained = True
     return model
 
 
