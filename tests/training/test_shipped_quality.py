@@ -36,20 +36,20 @@ def video_quality(model):
     return propagation_jf(model, n_sequences=1, n_frames=16)
 
 
-@pytest.mark.xfail(strict=True, reason=NOT_YET.format("click IoU 0.159 < 0.85"))
+@pytest.mark.xfail(strict=True, reason=NOT_YET.format("click IoU 0.548 < 0.85"))
 def test_one_click_gives_the_cell(image_scores):
     click, _ = image_scores
     assert 0.0 <= click <= 1.0
     assert click >= 0.85
 
 
-@pytest.mark.xfail(strict=True, reason=NOT_YET.format("box IoU 0.139 < 0.9"))
+@pytest.mark.xfail(strict=True, reason=NOT_YET.format("box IoU 0.645 < 0.9"))
 def test_box_gives_the_cell(image_scores):
     _, box = image_scores
     assert box >= 0.9
 
 
-@pytest.mark.xfail(strict=True, reason=NOT_YET.format("J&F 0.172 < 0.8"))
+@pytest.mark.xfail(strict=True, reason=NOT_YET.format("J&F 0.115 < 0.8"))
 def test_click_on_frame_0_propagates_over_16_frames(video_quality):
     assert np.isfinite(video_quality.jf)
     assert video_quality.jf >= 0.8
