@@ -47,6 +47,17 @@ class LabelsMeta:
     provenance: dict = field(default_factory=dict)
 
 
+def layer_record(meta: LabelsMeta) -> dict:
+    """The napari layer attributes both writers store verbatim (JSON-able)."""
+    return {
+        "name": meta.name,
+        "axis_labels": list(meta.axis_labels) if meta.axis_labels else None,
+        "units": list(meta.units) if meta.units else None,
+        "scale": list(meta.scale),
+        "translate": list(meta.translate),
+    }
+
+
 def check_labels_array(labels) -> np.ndarray:
     """Return ``labels`` as a numpy integer array of 2..5 dims, or raise a clear error."""
     arr = np.asarray(labels)

@@ -26,6 +26,7 @@ from napari_sam2.io._axes import (
     _AXIS_TYPES,
     check_labels_array,
     frame_chunks,
+    layer_record,
     make_meta,
 )
 
@@ -119,14 +120,7 @@ def write_labels_zarr(
         dimension_names=list(meta.axes),
     )
     data[...] = arr
-    record = {
-        "name": meta.name,
-        "axis_labels": list(meta.axis_labels) if meta.axis_labels else None,
-        "units": list(meta.units) if meta.units else None,
-        "scale": list(meta.scale),
-        "translate": list(meta.translate),
-        **meta.provenance,
-    }
+    record = {**layer_record(meta), **meta.provenance}
     root.attrs.update({"ome": _ngff_attrs(meta, colors), PROVENANCE_KEY: record})
     return str(path)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_sam2.io._axes import LabelsMeta, check_labels_array, make_meta
+from napari_sam2.io._axes import LabelsMeta, check_labels_array, layer_record, make_meta
 
 SOFTWARE = "napari-sam2"
 PROVENANCE_TAG = 65000
@@ -43,13 +43,9 @@ def write_labels_tiff(
         units=units, provenance=provenance,
     )
     record = {
-        "name": meta.name,
+        **layer_record(meta),
         "shape": list(arr.shape),
         "axes": list(meta.axes),
-        "axis_labels": list(meta.axis_labels) if meta.axis_labels else None,
-        "units": list(meta.units) if meta.units else None,
-        "scale": list(meta.scale),
-        "translate": list(meta.translate),
         "provenance": meta.provenance,
     }
     ome_meta = {"axes": "".join(meta.axes).upper(), "Name": meta.name}
