@@ -4,15 +4,15 @@ For one click on a cached embedding, everything that does not depend on the prom
 computed once per image (``DecoderImageCache``) instead of on every click:
 
 * the image tokens plus the no-mask embedding;
-* block 0's image-side projections: the token->image keys and values and the image->token
-  queries (block 0 sees the image tokens before any prompt has touched them);
+* block 0's image-side projections (``TwoWayAttentionBlock.project_image``): the
+  token->image keys and values and the image->token queries (block 0 sees the image tokens
+  before any prompt has touched them), passed to the model's own two-way transformer;
 * the high-res skip features, rearranged into the pixel-unshuffled layout that the output
   upscaling's GEMMs produce, with the transposed convolutions' biases folded in, so that
   ``torch.addmm`` does matmul, bias and skip connection in one pass and only the final
   (M, 4h, 4w) logits are rearranged.
 
-Blocks after the first use the model's own folded attentions
-(``Attention.forward_few_queries`` / ``forward_few_keys``). The results equal
+The transformer is the model's own (``TwoWayTransformer.run_tokens``). The results equal
 ``Sam2Model.prompt_and_decode`` up to float rounding (~1e-6 of the logits' range; tested).
 Only the standard decoder structure is supported (``supports``); the predictor falls back to
 ``prompt_and_decode`` otherwise.
@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..model.transformer import ImageProjections
+
 
 @dataclass(frozen=True)
 class DecoderImageCache:
@@ -32,9 +34,7 @@ class DecoderImageCache:
 
     Attributes:
         keys: (1, hw, C) image tokens = image_embed + no_mask_embed, flattened.
-        k0: (1, nh, hw, d) block 0 token->image keys (projected, split into heads).
-        v0: (1, nh, hw, d) block 0 token->image values.
-        q0: (1, nh, d, hw) block 0 image->token queries (projected, heads, transposed).
+        proj: block 0's image-side projections of ``keys``.
         feat_s1: (hw, 4 * C/4) the stride-8 high-res features plus the first transposed
             convolution's bias, pixel (2i+a, 2j+b), channel o at [i*w + j, (a*2 + b)*C/4 + o]:
             the layout the upscaling GEMM produces, so one ``addmm`` does GEMM, bias and add.
@@ -43,21 +43,14 @@ class DecoderImageCache:
     """
 
     keys: torch.Tensor
-    k0: torch.Tensor
-    v0: torch.Tensor
-    q0: torch.Tensor
+    proj: ImageProjections
     feat_s1: torch.Tensor
     feat_s0: torch.Tensor
 
     @property
     def nbytes(self) -> int:
-        ts = (self.keys, self.k0, self.v0, self.q0, self.feat_s1, self.feat_s0)
+        ts = (self.keys, self.proj.k, self.proj.v, self.proj.q_t, self.feat_s1, self.feat_s0)
         return int(sum(t.numel() * t.element_size() for t in ts))
-
-
-def _heads(x: torch.Tensor, nh: int) -> torch.Tensor:
-    """(B, N, D) -> (B, nh, N, D/nh)."""
-    return x.unflatten(-1, (nh, -1)).transpose(1, 2)
 
 
 def flat_tokens(x: torch.Tensor) -> torch.Tensor:
@@ -76,9 +69,6 @@ def build_cache(decoder, image_embed, key_pe, no_mask_dense,
         ((1, C/8, 4h, 4w), (1, C/4, 2h, 2w)).
     """
     keys = flat_tokens(image_embed + no_mask_dense)
-    layer0 = decoder.transformer.layers[0]
-    attn, i2t = layer0.cross_attn_token_to_image, layer0.cross_attn_image_to_token
-    k = keys + key_pe
     _, _, h, w = image_embed.shape
     f0, f1 = high_res_features
     c0, c1 = f0.shape[1], f1.shape[1]
@@ -90,9 +80,7 @@ def build_cache(decoder, image_embed, key_pe, no_mask_dense,
     f0 = f0.reshape(4 * h * w, 4 * c0)
     return DecoderImageCache(
         keys=keys,
-        k0=_heads(attn.k_proj(k), attn.num_heads).contiguous(),
-        v0=_heads(attn.v_proj(keys), attn.num_heads).contiguous(),
-        q0=_heads(i2t.q_proj(k), i2t.num_heads).transpose(2, 3).contiguous(),
+        proj=decoder.transformer.layers[0].project_image(keys, key_pe),
         feat_s1=(f1 + dc1.bias.repeat(4)).contiguous(),
         feat_s0=(f0 + dc2.bias.repeat(4)).contiguous(),
     )
@@ -125,66 +113,12 @@ def _upscale_and_masks(decoder, src_tokens, hyper_in, cache, hw):
     return m.permute(6, 0, 2, 4, 1, 3, 5).reshape(1, nm, 4 * h, 4 * w)
 
 
-def _token_to_image_cached(attn, q_tokens, k0, v0):
-    """Block 0 token->image attention with the keys and values projected once per image:
-    q_tokens (B, Nt, C), k0 and v0 (B, nh, hw, d) -> (B, Nt, C)."""
-    q = _heads(attn.q_proj(q_tokens), attn.num_heads)
-    out = F.scaled_dot_product_attention(q, k0, v0)  # (B, nh, Nt, d)
-    return attn.out_proj(out.transpose(1, 2).flatten(2))
-
-
-def _image_to_token_cached(attn, q0, k_tokens, v_tokens):
-    """Block 0 image->token attention with the image queries projected once per image.
-
-    q0 (B, nh, d, hw); k_tokens, v_tokens (B, Nt, C) -> (B, hw, C). Scores are laid out
-    (heads, tokens, hw) so that the softmax over the few tokens runs with hw contiguous; the
-    value and output projections are merged (sum_h P_h (v_h W_out,h^T) + b_out).
-    """
-    nh = attn.num_heads
-    kh = _heads(attn.k_proj(k_tokens), nh)  # (B, nh, Nt, d)
-    vh = _heads(attn.v_proj(v_tokens), nh)
-    B, _, Nt, d = kh.shape
-    p = ((kh * d**-0.5) @ q0).softmax(dim=2)  # (B, nh, Nt, hw)
-    w_o = attn.out_proj.weight.view(-1, nh, d).permute(1, 2, 0)  # (nh, d, C)
-    vo = (vh @ w_o).reshape(B, nh * Nt, -1)  # (B, nh*Nt, C)
-    return torch.baddbmm(attn.out_proj.bias.view(1, 1, -1),
-                         p.reshape(B, nh * Nt, -1).transpose(1, 2), vo)
-
-
 def run_transformer(decoder, tokens, keys, key_pe, cache: DecoderImageCache | None):
-    """The decoder's two-way transformer (the model's folded attentions), with block 0's
-    image-side projections taken from ``cache`` when given.
-
-    tokens (B, Nt, C), keys (B, hw, C), key_pe (1, hw, C) -> (tokens, keys).
-    """
-    tr = decoder.transformer
-    queries, query_pe = tokens, tokens
-    for i, layer in enumerate(tr.layers):
-        if layer.skip_first_layer_pe:
-            queries = layer.self_attn(queries, queries, queries)
-        else:
-            q = queries + query_pe
-            queries = queries + layer.self_attn(q, q, queries)
-        queries = layer.norm1(queries)
-        q = queries + query_pe
-        t2i, i2t = layer.cross_attn_token_to_image, layer.cross_attn_image_to_token
-        cached = i == 0 and cache is not None
-        if cached:
-            att = _token_to_image_cached(t2i, q, cache.k0, cache.v0)
-        else:
-            k = keys + key_pe
-            att = t2i.forward_few_queries(q, k, keys)
-        queries = layer.norm2(queries + att)
-        queries = layer.norm3(queries + layer.mlp(queries))
-        q = queries + query_pe
-        if cached:
-            att = _image_to_token_cached(i2t, cache.q0, q, queries)
-        else:
-            att = i2t.forward_few_keys(k, q, queries)
-        keys = layer.norm4(keys + att)
-    q = queries + query_pe
-    att = tr.final_attn_token_to_image.forward_few_queries(q, keys + key_pe, keys)
-    return tr.norm_final_attn(queries + att), keys
+    """The decoder's two-way transformer with block 0's image-side projections taken from
+    ``cache`` when given: tokens (B, Nt, C), keys (B, hw, C), key_pe (1, hw, C) -> (tokens,
+    keys)."""
+    return decoder.transformer.run_tokens(tokens, keys, key_pe,
+                                          None if cache is None else cache.proj)
 
 
 def decode(decoder, image_embed, key_pe, sparse, dense, cache: DecoderImageCache, *,
@@ -236,7 +170,7 @@ def supports(decoder) -> bool:
         ok = len(tr.layers) > 0 and tr.layers[0].skip_first_layer_pe
         ok = ok and decoder.use_high_res_features and len(decoder.output_upscaling) == 5
         attn = tr.final_attn_token_to_image
-        ok = ok and hasattr(attn, "forward_few_queries") and hasattr(attn, "forward_few_keys")
+        ok = ok and hasattr(attn, "forward_few_queries") and hasattr(tr, "run_tokens")
         return bool(ok and hasattr(decoder, "_dynamic_single"))
     except AttributeError:
         return False

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -9,7 +11,23 @@ from torch import nn
 from .layers import MLP
 from .position_encoding import apply_rope, axial_rope_tables
 
-__all__ = ["Attention", "RoPEAttention", "TwoWayAttentionBlock", "TwoWayTransformer"]
+__all__ = ["Attention", "ImageProjections", "RoPEAttention", "TwoWayAttentionBlock",
+           "TwoWayTransformer"]
+
+
+@dataclass(frozen=True)
+class ImageProjections:
+    """A two-way block's image-side projections of its input image tokens.
+
+    Attributes:
+        k: (B, nh, hw, d) token->image keys, ``k_proj(keys + key_pe)`` split into heads.
+        v: (B, nh, hw, d) token->image values, ``v_proj(keys)``.
+        q_t: (B, nh, d, hw) image->token queries, ``q_proj(keys + key_pe)``, transposed.
+    """
+
+    k: torch.Tensor
+    v: torch.Tensor
+    q_t: torch.Tensor
 
 
 class Attention(nn.Module):
@@ -93,6 +111,35 @@ class Attention(nn.Module):
         return torch.baddbmm(self.out_proj.bias.view(1, 1, -1), p.transpose(1, 2), vo)
 
 
+    # Block 0 of the mask decoder sees the image tokens before any prompt has touched them,
+    # so its image-side projections can be computed once per image (the engine's click cache)
+    # and passed in: the two methods below take them already split into heads.
+    def forward_projected_kv(self, q: torch.Tensor, k_heads: torch.Tensor,
+                             v_heads: torch.Tensor) -> torch.Tensor:
+        """As :meth:`forward` with k and v already projected:
+        q (B, Nq, E), k_heads and v_heads (B, nh, Nk, hd) -> (B, Nq, E)."""
+        return self._attend(self._heads(self.q_proj(q)), k_heads, v_heads)
+
+    def forward_projected_q(self, q_heads_t: torch.Tensor, k: torch.Tensor,
+                            v: torch.Tensor) -> torch.Tensor:
+        """As :meth:`forward_few_keys` with the many queries already projected:
+        q_heads_t (B, nh, hd, Nq) (projected, split into heads, transposed), k and v
+        (B, Nk, E) -> (B, Nq, E).
+
+        Scores are laid out (heads, keys, Nq) so that the softmax over the few keys runs with
+        Nq contiguous; the value and output projections are merged as in ``forward_few_keys``.
+        """
+        nh = self.num_heads
+        kh = self._heads(self.k_proj(k))  # (B, nh, Nk, hd)
+        vh = self._heads(self.v_proj(v))
+        B, _, Nk, hd = kh.shape
+        p = ((kh * hd**-0.5) @ q_heads_t).softmax(dim=2)  # (B, nh, Nk, Nq)
+        w_o = self.out_proj.weight.view(-1, nh, hd).permute(1, 2, 0)  # (nh, hd, E_out)
+        vo = (vh @ w_o).reshape(B, nh * Nk, -1)  # (B, nh*Nk, E_out)
+        return torch.baddbmm(self.out_proj.bias.view(1, 1, -1),
+                             p.reshape(B, nh * Nk, -1).transpose(1, 2), vo)
+
+
 class RoPEAttention(Attention):
     """Attention with 2-D axial rotary encoding on q and the first keys.
 
@@ -150,8 +197,13 @@ class TwoWayAttentionBlock(nn.Module):
         self.skip_first_layer_pe = skip_first_layer_pe
 
     def forward(self, queries: torch.Tensor, keys: torch.Tensor, query_pe: torch.Tensor,
-                key_pe: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """queries (B, Nt, C), keys (B, hw, C) -> updated (queries, keys)."""
+                key_pe: torch.Tensor, image_proj: ImageProjections | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """queries (B, Nt, C), keys (B, hw, C) -> updated (queries, keys).
+
+        ``image_proj``: the image-side projections of ``keys`` (see ``ImageProjections``),
+        computed beforehand; only valid for these very keys.
+        """
         if self.skip_first_layer_pe:
             queries = self.self_attn(queries, queries, queries)
         else:
@@ -159,13 +211,30 @@ class TwoWayAttentionBlock(nn.Module):
             queries = queries + self.self_attn(q, q, queries)
         queries = self.norm1(queries)
         q = queries + query_pe
-        k = keys + key_pe
-        queries = self.norm2(queries + self.cross_attn_token_to_image.forward_few_queries(
-            q, k, keys))
+        t2i, i2t = self.cross_attn_token_to_image, self.cross_attn_image_to_token
+        if image_proj is None:
+            k = keys + key_pe
+            att = t2i.forward_few_queries(q, k, keys)
+        else:
+            att = t2i.forward_projected_kv(q, image_proj.k, image_proj.v)
+        queries = self.norm2(queries + att)
         queries = self.norm3(queries + self.mlp(queries))
         q = queries + query_pe
-        keys = self.norm4(keys + self.cross_attn_image_to_token.forward_few_keys(k, q, queries))
+        if image_proj is None:
+            att = i2t.forward_few_keys(k, q, queries)
+        else:
+            att = i2t.forward_projected_q(image_proj.q_t, q, queries)
+        keys = self.norm4(keys + att)
         return queries, keys
+
+    def project_image(self, keys: torch.Tensor, key_pe: torch.Tensor) -> ImageProjections:
+        """The image-side projections of ``keys`` (B, hw, C) with ``key_pe`` (1 or B, hw, C)."""
+        t2i, i2t = self.cross_attn_token_to_image, self.cross_attn_image_to_token
+        k = keys + key_pe
+        return ImageProjections(
+            k=t2i._heads(t2i.k_proj(k)).contiguous(),
+            v=t2i._heads(t2i.v_proj(keys)).contiguous(),
+            q_t=i2t._heads(i2t.q_proj(k)).transpose(2, 3).contiguous())
 
 
 class TwoWayTransformer(nn.Module):
@@ -190,10 +259,19 @@ class TwoWayTransformer(nn.Module):
         -> tokens (B, Nt, C), image tokens (B, hw, C)."""
         keys = image_embedding.flatten(2).transpose(1, 2)
         key_pe = image_pe.flatten(2).transpose(1, 2)
-        queries = point_embedding
-        for layer in self.layers:
-            queries, keys = layer(queries, keys, point_embedding, key_pe)
-        q = queries + point_embedding
+        return self.run_tokens(point_embedding, keys, key_pe)
+
+    def run_tokens(self, tokens: torch.Tensor, keys: torch.Tensor, key_pe: torch.Tensor,
+                   image_proj: ImageProjections | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`forward` on flattened image tokens: tokens (B, Nt, C), keys (B, hw, C),
+        key_pe (1 or B, hw, C) -> (tokens, keys). ``image_proj``: block 0's
+        ``project_image(keys, key_pe)``, when precomputed."""
+        queries = tokens
+        for i, layer in enumerate(self.layers):
+            queries, keys = layer(queries, keys, tokens, key_pe,
+                                  image_proj=image_proj if i == 0 else None)
+        q = queries + tokens
         k = keys + key_pe
         queries = self.norm_final_attn(
             queries + self.final_attn_token_to_image.forward_few_queries(q, k, keys))
