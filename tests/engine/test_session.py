@@ -78,7 +78,12 @@ def test_prompt_and_propagate_forward_and_reverse(model, frames, cache):
     assert s.frames_with_output(1) == list(range(T))
     assert s.conditioning_frames(1) == [2]
     np.testing.assert_array_equal(rev[2].logits, r.logits)  # conditioning frame reused
-    assert list(_run(s, start=3, max_frames=2)) == [3, 4]
+    # max_frames = frames beyond start, as Meta's max_frame_num_to_track
+    assert list(_run(s, start=3, max_frames=2)) == [3, 4, 5]
+    assert list(_run(s, start=3, max_frames=0)) == [3]
+    assert list(_run(s, start=3, reverse=True, max_frames=2)) == [3, 2, 1]
+    assert list(_run(s, start=1, reverse=True, max_frames=5)) == [1, 0]
+    assert list(_run(s, start=T - 2, max_frames=5)) == [T - 2, T - 1]
     assert list(_run(s, start=0, reverse=True)) == []  # nothing before frame 0
 
 
@@ -91,11 +96,11 @@ def test_dask_and_zarr_read_lazily_and_match_numpy(model, frames):
     z[:] = frames
     ref = TrackingSession(model, frames, read_ahead=0)
     ref.add_points(0, 1, [[20, 12]], [1])
-    expected = _run(ref, max_frames=3)
+    expected = _run(ref, max_frames=2)
     for source in (lazy, z):
         s = TrackingSession(model, source, read_ahead=1)
         s.add_points(0, 1, [[20, 12]], [1])
-        got = _run(s, max_frames=3)
+        got = _run(s, max_frames=2)
         for f in expected:
             _same(got[f], expected[f], atol=0)
     assert 0 < counting.reads <= 4 + 1  # frames 0..2 and one read ahead, never all
@@ -231,7 +236,7 @@ def test_bad_inputs_leave_session_unchanged(model, frames):
     with pytest.raises(ValueError, match="unknown object"):
         s.propagate(obj_ids=[7])
     with pytest.raises(ValueError, match="max_frames"):
-        s.propagate(max_frames=0)
+        s.propagate(max_frames=-1)
     assert (s.obj_ids, s.frames_with_output(1), s.prompt_frames(1)) == state
     with pytest.raises(ValueError, match="NaN"):
         _run(s)  # stops at the bad frame; frames before it are kept
@@ -251,4 +256,4 @@ def test_mask_prompt(model, frames, cache):
     assert r.obj_ids == [3] and r.object_scores[0] == 10.0
     assert (r.masks[0] == mask).mean() > 0.95  # the mask is taken as the output
     assert s.prompt_frames(3) == [0]
-    assert list(_run(s, max_frames=2)) == [0, 1]
+    assert list(_run(s, max_frames=1)) == [0, 1]

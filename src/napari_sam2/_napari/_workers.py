@@ -105,7 +105,7 @@ def propagation_steps(session, plan: PropagationPlan, stop: threading.Event):
     done = 0
     for reverse, span in passes:
         results = session.propagate(
-            plan.start, reverse=reverse, max_frames=span + 1, obj_ids=obj_ids
+            plan.start, reverse=reverse, max_frames=span, obj_ids=obj_ids
         )
         try:
             for result in results:

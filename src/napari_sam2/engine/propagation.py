@@ -39,16 +39,18 @@ def plan_propagation(session, start, reverse, max_frames, obj_ids):
         start = min(t.conditioning_frames()[0] for t in tracks)
     else:
         start = session._check_frame(start)
+    # Meta's max_frame_num_to_track: k frames beyond start, so start..start+k (k+1 frames)
     if max_frames is not None:
-        if isinstance(max_frames, bool) or int(max_frames) != max_frames or max_frames < 1:
-            raise ValueError(f"max_frames must be a positive integer or None, got {max_frames!r}")
+        if isinstance(max_frames, bool) or int(max_frames) != max_frames or max_frames < 0:
+            raise ValueError(f"max_frames must be an integer >= 0 (frames beyond start) or None, "
+                             f"got {max_frames!r}")
         max_frames = int(max_frames)
     else:
         max_frames = n
     if reverse:
-        order = [] if start == 0 else list(range(start, max(start - max_frames, -1), -1))
+        order = [] if start == 0 else list(range(start, max(start - max_frames, 0) - 1, -1))
     else:
-        order = list(range(start, min(start + max_frames, n)))
+        order = list(range(start, min(start + max_frames, n - 1) + 1))
     return tracks, order
 
 

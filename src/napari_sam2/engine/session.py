@@ -380,7 +380,10 @@ class TrackingSession:
         Args:
             start: first frame; default the earliest conditioning frame of the objects.
             reverse: go towards frame 0 (nothing to do when starting at 0).
-            max_frames: at most this many frames (``start`` included); default to the end.
+            max_frames: how many frames to go beyond ``start``, as Meta's
+                ``max_frame_num_to_track``: frames ``start .. start + max_frames`` (reverse:
+                down to ``start - max_frames``), i.e. ``max_frames + 1`` frames with the start
+                frame, clipped to the video; 0 processes only ``start``. Default: to the end.
             obj_ids: the objects to track (default all); the others are left as they are.
 
         Raises (at the call, before anything changes):
