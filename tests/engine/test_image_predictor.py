@@ -168,14 +168,18 @@ def test_one_pixel_image(model):
     assert pred.masks.shape == (1, 1, 1)
 
 
-def test_non_finite_and_constant_images_encode(model):
+def test_constant_images_encode_and_non_finite_ones_raise(model):
     p = ImagePredictor(model)
+    emb = p.encode(np.zeros((20, 30), np.float32))
+    assert torch.isfinite(emb.image_embed).all()
+    p.set_image(np.ones((20, 30), np.float32))
+    before = p.embedding
     img = np.ones((20, 30), np.float32)
     img[3, 4] = np.nan
     img[5, 6] = np.inf
-    for x in (img, np.zeros((20, 30), np.float32)):
-        emb = p.encode(x)
-        assert torch.isfinite(emb.image_embed).all()
+    with pytest.raises(ValueError, match="image contains 2 NaN or infinite.*nan_to_num"):
+        p.set_image(img)
+    assert p.embedding is before  # the predictor is unchanged
 
 
 @pytest.mark.parametrize(

@@ -76,13 +76,18 @@ def test_constant_image_gives_zeros_not_nan():
         assert np.isfinite(out).all() and (out == 0).all()
 
 
-def test_non_finite_pixels_are_documented_values():
-    img = np.array([[np.nan, 1.0], [3.0, np.inf], [-np.inf, 2.0]])
-    out = T.map_intensity(img)
-    np.testing.assert_allclose(out, [[0, 0], [1, 1], [0, 0.5]], atol=1e-7)
-    assert (T.map_intensity(np.full((2, 2), np.nan)) == 0).all()
-    out_r = T.map_intensity(img, intensity_range=(1, 2))
-    np.testing.assert_allclose(out_r, [[0, 0], [1, 1], [0, 1]], atol=1e-7)
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_non_finite_pixels_are_an_error_that_says_what_to_pass(value):
+    img = np.ones((3, 4, 3), np.float32)
+    img[2, 1, 0] = value
+    for call in (lambda: T.check_image(img), lambda: T.map_intensity(img, (0, 1)),
+                 lambda: T.preprocess_image(img, 32)):
+        with pytest.raises(ValueError, match=r"image contains 1 NaN or infinite .*\(2, 1\).*"
+                                             r"nan_to_num"):
+            call()
+    with pytest.raises(ValueError, match="frame 7 contains"):
+        T.check_image(img, "frame 7")
+    T.check_image(np.nan_to_num(img))  # what the message suggests passes
 
 
 # ----------------------------------------------------------------------------- resize

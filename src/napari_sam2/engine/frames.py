@@ -61,7 +61,8 @@ class ArrayFrames:
             n = len(array)
             if n == 0:
                 raise ValueError("the frame sequence is empty: pass at least one frame")
-            first = T.check_image(np.asarray(array[0]))
+            # shape only: a NaN frame is an error when it is read, as for arrays
+            first = T.check_image(np.asarray(array[0]), "frame 0", finite=False)
             self._axis = 0
             self._sequence = True
             self.num_frames = n
@@ -119,16 +120,11 @@ class ArrayFrames:
             raw = self._array[i]
         else:
             raw = self._array[(slice(None),) * self._axis + (i,)]
-        frame = T.check_image(np.asarray(raw))
+        frame = T.check_image(np.asarray(raw), f"frame {i}")  # also rejects NaN / inf
         if frame.shape[:2] != self.frame_shape:
             raise ValueError(
                 f"frame {i} has shape {frame.shape[:2]} but frame 0 has {self.frame_shape}: all "
                 "frames of a stack must have the same size"
-            )
-        if np.issubdtype(frame.dtype, np.floating) and not np.isfinite(frame).all():
-            raise ValueError(
-                f"frame {i} contains NaN or infinite values: replace them (e.g. np.nan_to_num) "
-                "before tracking"
             )
         return frame
 

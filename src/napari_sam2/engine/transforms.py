@@ -2,8 +2,9 @@
 
 Plain functions, no state:
 
-* ``check_image`` / ``map_intensity``: any numeric (H, W) grey or (H, W, 3) RGB array ->
-  float32 in [0, 1];
+* ``check_image`` / ``map_intensity``: any numeric (H, W) grey or (H, W, 3) RGB array with
+  finite values -> float32 in [0, 1] (NaN / inf pixels are an error, for still images and
+  video frames alike: ``check_finite``);
 * ``resize_to_model`` and ``normalize_imagenet``: Meta's still-image path (torchvision
   ``ToTensor`` -> ``Resize`` bilinear antialias -> ``Normalize``), reproduced with
   ``F.interpolate(mode="bilinear", antialias=True, align_corners=False)``;
@@ -31,14 +32,44 @@ BOX_TOP_LEFT_LABEL = 2
 BOX_BOTTOM_RIGHT_LABEL = 3
 
 
-def check_image(image) -> np.ndarray:
+def check_finite(arr: np.ndarray, what: str = "image") -> None:
+    """Raise ValueError when a float array has NaN or infinite pixels (the one policy of the
+    image predictor and the tracking engine: such pixels have no intensity to map, and
+    guessing one would segment an invented image).
+
+    Args:
+        arr: (H, W) or (H, W, 3) array; integer arrays are always finite.
+        what: how the message names the array, e.g. ``"image"`` or ``"frame 4"``.
+    """
+    if not np.issubdtype(arr.dtype, np.floating):
+        return
+    finite = np.isfinite(arr)
+    if finite.all():
+        return
+    bad = np.argwhere(~finite)
+    where = tuple(int(v) for v in bad[0][:2])
+    raise ValueError(
+        f"{what} contains {len(bad)} NaN or infinite value(s), the first at (row, col) "
+        f"{where}: pass finite values, e.g. np.nan_to_num(x, nan=0.0, posinf=hi, neginf=lo) "
+        "with the intensities that those pixels should have"
+    )
+
+
+def check_image(image, what: str = "image", *, finite: bool = True) -> np.ndarray:
     """Validate an image and return it as an (H, W) or (H, W, 3) numpy array.
 
-    Accepts (H, W) grey, (H, W, 1) grey and (H, W, 3) RGB, of any real numeric or bool dtype.
+    Accepts (H, W) grey, (H, W, 1) grey and (H, W, 3) RGB, of any real numeric or bool dtype,
+    with finite values.
+
+    Args:
+        image: the array.
+        what: how error messages name it (``"frame 4"`` for a video frame).
+        finite: check the values too (False: dtype and shape only).
 
     Raises:
         TypeError: for non-numeric dtypes (complex, object, strings).
-        ValueError: for other shapes (RGBA, channels first, stacks) or an empty image.
+        ValueError: for other shapes (RGBA, channels first, stacks), an empty image, or NaN /
+            infinite pixels (``check_finite``).
     """
     arr = np.asarray(image)
     if arr.dtype == bool:
@@ -70,6 +101,8 @@ def check_image(image) -> np.ndarray:
         )
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ValueError(f"image is empty (shape {arr.shape}): it needs at least 1x1 pixels")
+    if finite:
+        check_finite(arr, what)
     return arr
 
 
@@ -100,9 +133,7 @@ def map_intensity(image, intensity_range=None) -> np.ndarray:
     * uint8 (and bool) without a range: ``x / 255`` exactly as torchvision's ``ToTensor``;
     * any other dtype: the image's own minimum -> 0 and maximum -> 1; a constant image -> 0.
 
-    Non-finite pixels (float images only) never reach the model: the minimum and maximum are
-    taken over the finite pixels, then NaN and -inf become 0 and +inf becomes 1. An image with
-    no finite pixel maps to zeros.
+    NaN and infinite pixels raise ValueError (``check_image``).
 
     Args:
         image: (H, W) or (H, W, 3) array (see ``check_image``).
@@ -120,22 +151,7 @@ def map_intensity(image, intensity_range=None) -> np.ndarray:
     wide = arr.dtype.itemsize > 4 or (is_int and arr.dtype.itemsize == 4)
     work = np.float64 if wide else np.float32
     x = arr.astype(work, copy=True)
-    finite = None
-    if np.issubdtype(arr.dtype, np.floating):
-        finite = np.isfinite(x)
-        if finite.all():
-            finite = None
-    if rng is None:
-        vals = x if finite is None else x[finite]
-        if vals.size == 0:
-            return np.zeros(arr.shape, np.float32)
-        lo, hi = float(vals.min()), float(vals.max())
-    else:
-        lo, hi = rng
-    if finite is not None:
-        nan_or_neg = np.isnan(x) | (x == -np.inf)
-        x[nan_or_neg] = lo
-        x[x == np.inf] = hi
+    lo, hi = (float(x.min()), float(x.max())) if rng is None else rng
     if hi <= lo:  # constant image (no range given)
         return np.zeros(arr.shape, np.float32)
     x -= work(lo)
