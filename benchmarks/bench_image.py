@@ -16,6 +16,10 @@ Prints the machine, then per variant the median (and min/max) of:
 
 Weights are random (``build_model``); speed does not depend on their values. Meta's numbers
 measured on the 2-core CPU machines of this project (issue 2) are printed as the baseline.
+
+With ``--meta-path DIR`` (a local copy of Meta's code, see ``meta_baseline.py``) Meta's model
+is timed in the same run on the same input, the two alternating call by call so that a change
+of machine load hits both alike, and the ratio ours / Meta's is printed.
 """
 
 from __future__ import annotations
@@ -80,6 +84,8 @@ def main() -> None:
     ap.add_argument("--encode-repeats", type=int, default=5)
     ap.add_argument("--click-repeats", type=int, default=50)
     ap.add_argument("--float32", action="store_true", help="no bf16 autocast on CUDA")
+    ap.add_argument("--meta-path", default=None,
+                    help="local copy of Meta's sam2 code: time it side by side (CPU, float32)")
     args = ap.parse_args()
 
     if args.threads:
@@ -124,7 +130,50 @@ def main() -> None:
         if device.type == "cpu" and short in META_CPU_ENCODE_S:
             print(f"  baseline (Meta, 2-core CPU, issue 2): encode "
                   f"{META_CPU_ENCODE_S[short]:.1f} s, click {META_CPU_CLICK_MS:.0f} ms")
+        if args.meta_path:
+            side_by_side(args, name, pred, image, sync)
         del model, pred, plain, emb
+
+
+def alternate(ours, theirs, repeats: int, warmup: int, sync):
+    """Time ``ours`` and ``theirs`` call by call in turn: ((wall, cpu), (wall, cpu))."""
+    a, b = ([], []), ([], [])
+    for _ in range(warmup):
+        ours()
+        theirs()
+    for _ in range(repeats):
+        for fn, out in ((ours, a), (theirs, b)):
+            wall, cpu = timed(fn, 1, 0, sync)
+            out[0].extend(wall)
+            out[1].extend(cpu)
+    return a, b
+
+
+def side_by_side(args, name: str, pred: ImagePredictor, image: np.ndarray, sync) -> None:
+    """Our encoder and click against Meta's model, same input, alternating."""
+    from napari_sam2.engine import transforms as T
+
+    from meta_baseline import MetaImage, import_meta
+
+    if name.startswith("sam2") and "hiera" in name:
+        meta = MetaImage(import_meta(args.meta_path), name, device=str(pred.device))
+    else:
+        print(f"  (no Meta baseline for {name})")
+        return
+    h, w = image.shape[:2]
+    x = T.preprocess_image(T.check_image(image), pred.image_size, device=pred.device)
+    enc = alternate(lambda: pred.encode(image), lambda: meta.encode(x),
+                    args.encode_repeats, 1, sync)
+    click = alternate(lambda: pred.predict(points=[[h / 2, w / 3]], labels=[1]),
+                      lambda: meta.click((w / 3, h / 2), (h, w)), args.click_repeats, 5, sync)
+    print("  side by side with Meta's code (alternating calls; Meta's encode starts from the "
+          "normalised tensor):")
+    for label, (ours, theirs), unit, suffix in (("encode", enc, 1.0, "s "),
+                                                ("click ", click, 1e3, "ms")):
+        ratio = statistics.median(ours[0]) / statistics.median(theirs[0])
+        print(f"    {label} ours  {fmt(ours, unit, suffix)}")
+        print(f"    {label} Meta  {fmt(theirs, unit, suffix)}")
+        print(f"    {label} ours / Meta = {ratio:.2f}")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,11 @@ Speed: seconds per propagated frame (median over frames, first frame excluded) f
 3 objects, random-init weights (speed does not depend on the values), image encoding included.
 Meta's numbers for comparison (issue 3, measured on a 2-core CPU of this kind): 3.6-3.7 s per
 frame for tiny at 1024 with 1 object, 7.6-7.9 s with 3 objects.
+
+With ``--meta-path DIR`` (a local copy of Meta's code, see ``meta_baseline.py``) Meta's
+``SAM2VideoPredictor`` tracks the same frames and clicks in the same run, the two sessions
+advancing in lockstep (one frame of ours, one of Meta's) so that a change of machine load hits
+both alike, and the ratio ours / Meta's is printed.
 """
 
 from __future__ import annotations
@@ -95,7 +100,24 @@ def bench_memory(variant: str, checkpoints: list[int]) -> None:
     print(f"  ratio peak({hi}) / peak({lo}) = {peaks[hi] / peaks[lo]:.3f} (target <= 1.1)")
 
 
-def bench_speed(variant: str, n_frames: int) -> None:
+def _lockstep(iterators: dict) -> dict:
+    """Advance the iterators one item each in turn until all are exhausted; returns the wall
+    seconds of every item per name."""
+    times = {name: [] for name in iterators}
+    live = dict(iterators)
+    while live:
+        for name in list(live):
+            t = time.perf_counter()
+            try:
+                next(live[name])
+            except StopIteration:
+                del live[name]
+                continue
+            times[name].append(time.perf_counter() - t)
+    return times
+
+
+def bench_speed(variant: str, n_frames: int, meta_path: str | None = None) -> None:
     from napari_sam2.engine import TrackingSession
     from napari_sam2.model import build_model
 
@@ -103,18 +125,28 @@ def bench_speed(variant: str, n_frames: int) -> None:
     model = build_model(variant).eval()
     stack = SyntheticStack(n_frames)
     clicks = [[64, 51], [128, 128], [192, 205]]
+    meta = None
+    if meta_path:
+        from meta_baseline import MetaVideo, import_meta
+
+        meta = MetaVideo(import_meta(meta_path), variant)
+        frames = np.stack([stack[t] for t in range(n_frames)])
     for n_obj in (1, 3):
         session = TrackingSession(model, stack)
         for k in range(n_obj):
             session.add_points(0, k + 1, [clicks[k]], [1])
-        times, t = [], time.perf_counter()
-        for _ in session.propagate():
-            now = time.perf_counter()
-            times.append(now - t)
-            t = now
-        med = statistics.median(times[1:]) if len(times) > 1 else times[0]
-        print(f"speed: {variant}, {n_obj} object(s): {med:.2f} s/frame median over "
-              f"{len(times) - 1} frames (encoding included)", flush=True)
+        runs = {"ours": iter(session.propagate())}
+        if meta is not None:
+            runs["Meta"] = meta.propagate(frames, clicks[:n_obj])
+        medians = {}
+        for name, times in _lockstep(runs).items():
+            # the first item is the prompted frame (already decoded): not a propagation step
+            medians[name] = statistics.median(times[1:]) if len(times) > 1 else times[0]
+            print(f"speed: {variant}, {n_obj} object(s), {name}: {medians[name]:.2f} s/frame "
+                  f"median over {len(times) - 1} frames (encoding included)", flush=True)
+        if meta is not None:
+            print(f"speed: {variant}, {n_obj} object(s): ours / Meta = "
+                  f"{medians['ours'] / medians['Meta']:.2f}", flush=True)
 
 
 def main() -> None:
@@ -124,12 +156,14 @@ def main() -> None:
     p.add_argument("--frames", type=int, nargs="+", default=[32, 512])
     p.add_argument("--speed-variant", default="sam2.1_hiera_tiny")
     p.add_argument("--speed-frames", type=int, default=5)
+    p.add_argument("--meta-path", default=None,
+                   help="local copy of Meta's sam2 code: track side by side with it")
     args = p.parse_args()
     print("machine:", machine())
     if args.part in ("memory", "both"):
         bench_memory(args.variant, sorted(args.frames))
     if args.part in ("speed", "both"):
-        bench_speed(args.speed_variant, args.speed_frames)
+        bench_speed(args.speed_variant, args.speed_frames, args.meta_path)
 
 
 if __name__ == "__main__":
