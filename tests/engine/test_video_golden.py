@@ -8,8 +8,10 @@ frame 0 (object 1), box on frame 3 (object 2), propagate, correction click on fr
 identical presence decisions and conditioning frames, < 1e-4 of mask pixels flipped, and the
 logits within 1e-3 x max|ref| for the maps the fixture keeps.
 
-The default run checks the first stages (prompts and the first two propagated frames); the
-whole script for both modes is marked slow (about 56 object-frames of the 1024 model).
+Both modes run the whole script in the default suite (about 56 object-frames of the 1024
+model, 1.5-3 minutes per mode on 2 CPU cores, frames encoded once for the module);
+``test_first_stages_match_meta`` is the quick check of the prompts and the first two
+propagated frames, for ``-k first_stages`` while working on the engine.
 """
 
 from __future__ import annotations
@@ -162,7 +164,6 @@ def test_first_stages_match_meta(golden, model, images, feature_cache):
     assert len(report) >= 4  # logits were compared, not only masks
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["default", "cond"])
 def test_whole_script_matches_meta(golden, model, images, feature_cache, mode):
     arrays, meta = golden
