@@ -243,7 +243,7 @@ class Trainer:
 
     def load_state(self, path: str | os.PathLike) -> None:
         """Restore weights, optimiser, step and random states from ``save``'s file."""
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=True)
         if "optimizer" not in state or "step" not in state:
             raise ValueError(f"{path} is not a training checkpoint (no optimizer state); "
                              "to start from plain weights use the --init option instead")
@@ -257,5 +257,5 @@ class Trainer:
     @staticmethod
     def read_config(path: str | os.PathLike) -> tuple[TrainConfig, str]:
         """The (TrainConfig, variant) stored in a training checkpoint."""
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=True)
         return TrainConfig.from_dict(state["train_config"]), state.get("variant", "custom")
