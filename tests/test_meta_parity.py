@@ -112,7 +112,11 @@ def _meta_image_predictor(build_sam, name, x, hw):
     meta = build_sam.build_sam2(_meta_config(name), None, device="cpu")
     meta.load_state_dict(reference_state_dict(name), strict=True)
     meta.eval()
-    pred = SAM2ImagePredictor(meta)
+    script, torch.jit.script = torch.jit.script, lambda module: module  # the stand-ins
+    try:
+        pred = SAM2ImagePredictor(meta)
+    finally:
+        torch.jit.script = script
     with torch.inference_mode():  # set_image after its transform, as SAM2ImagePredictor does
         out = meta.forward_image(x)
         _, feats, _, _ = meta._prepare_backbone_features(out)
