@@ -49,22 +49,19 @@ class _Identity(torch.nn.Module):
         return x
 
 
-def _meta_build_sam():
+def _meta():
+    """Meta's ``build_sam`` module and our ``benchmarks/meta_baseline`` drivers of it."""
     if "torchvision" not in sys.modules:  # we do not install torchvision; Meta imports it
         tv, tr = types.ModuleType("torchvision"), types.ModuleType("torchvision.transforms")
         tr.Normalize = tr.Resize = tr.ToTensor = _Identity
         tv.transforms = tr
         sys.modules.update({"torchvision": tv, "torchvision.transforms": tr})
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
-    from meta_baseline import import_meta
+    benchmarks = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benchmarks")
+    if benchmarks not in sys.path:
+        sys.path.insert(0, benchmarks)
+    import meta_baseline
 
-    return import_meta(META_CODE)
-
-
-def _meta_config(name: str) -> str:
-    from meta_baseline import meta_config_name
-
-    return meta_config_name(name)
+    return meta_baseline.import_meta(META_CODE), meta_baseline
 
 
 def _scene(seed: int) -> np.ndarray:
@@ -78,6 +75,11 @@ def _scene(seed: int) -> np.ndarray:
         img[(rr - r) ** 2 + (cc - c) ** 2 < rad ** 2] = colour
     img += rng.normal(0, 6, img.shape)
     return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def _xy(points_rc) -> np.ndarray:
+    """(N, 2) (row, col) points as Meta takes them: float32 (x, y)."""
+    return np.asarray(points_rc, np.float32)[:, ::-1].copy()
 
 
 def _close(ours, ref, what):
@@ -106,26 +108,21 @@ IMAGE_PROMPTS = {
 }
 
 
-def _meta_image_predictor(build_sam, name, x, hw):
+def _meta_image_predictor(name, x, hw):
+    """Meta's ``SAM2ImagePredictor`` with reference weights, its image set from ``x``
+    (``MetaImage.encode`` is its ``set_image`` after the transform)."""
+    build_sam, baseline = _meta()
     from sam2.sam2_image_predictor import SAM2ImagePredictor
 
-    meta = build_sam.build_sam2(_meta_config(name), None, device="cpu")
-    meta.load_state_dict(reference_state_dict(name), strict=True)
-    meta.eval()
+    image = baseline.MetaImage(build_sam, name)
+    image.model.load_state_dict(reference_state_dict(name), strict=True)
+    image.encode(x)
     script, torch.jit.script = torch.jit.script, lambda module: module  # the stand-ins
     try:
-        pred = SAM2ImagePredictor(meta)
+        pred = SAM2ImagePredictor(image.model)
     finally:
         torch.jit.script = script
-    with torch.inference_mode():  # set_image after its transform, as SAM2ImagePredictor does
-        out = meta.forward_image(x)
-        _, feats, _, _ = meta._prepare_backbone_features(out)
-        if meta.directly_add_no_mem_embed:
-            feats[-1] = feats[-1] + meta.no_mem_embed
-        sizes = pred._bb_feat_sizes
-        maps = [f.permute(1, 2, 0).view(1, -1, *s) for f, s in zip(feats[::-1], sizes[::-1])]
-    maps = maps[::-1]
-    pred._features = {"image_embed": maps[-1], "high_res_feats": maps[:-1]}
+    pred._features = image.features
     pred._orig_hw = [hw]
     pred._is_image_set, pred._is_batch = True, False
     return pred
@@ -134,7 +131,7 @@ def _meta_image_predictor(build_sam, name, x, hw):
 def _meta_predict(pred, prompt, mask_input=None):
     kw = {"multimask_output": prompt["multimask_output"], "return_logits": True}
     if "points" in prompt:
-        kw["point_coords"] = np.asarray(prompt["points"], np.float32)[:, ::-1].copy()
+        kw["point_coords"] = _xy(prompt["points"])
         kw["point_labels"] = np.asarray(prompt["labels"], np.int32)
     if "box" in prompt:
         r0, c0, r1, c1 = prompt["box"]
@@ -150,13 +147,12 @@ def test_image_predictor_matches_meta(name):
     from napari_sam2.engine import ImagePredictor
     from napari_sam2.engine import transforms as T
 
-    build_sam = _meta_build_sam()
     WORST.pop(name, None)
     image = _scene(seed=len(name))
     ours = ImagePredictor(reference_model(name).eval(), bfloat16=False)
     ours.set_image(image)
     x = T.preprocess_image(T.check_image(image), ours.image_size, device="cpu")
-    meta = _meta_image_predictor(build_sam, name, x, (H, W))
+    meta = _meta_image_predictor(name, x, (H, W))
     for case, prompt in IMAGE_PROMPTS.items():
         mine = ours.predict(**prompt)
         full, ious, low_res = _meta_predict(meta, prompt)
@@ -180,13 +176,6 @@ def test_image_predictor_matches_meta(name):
 N_FRAMES = 5
 
 
-def _write_jpegs(folder, frames):
-    from PIL import Image
-
-    for i, f in enumerate(frames):
-        Image.fromarray(f).save(os.path.join(folder, f"{i:05d}.jpg"), quality=95)
-
-
 def _disc(r, c, rad):
     rr, cc = np.mgrid[:H, :W]
     return (rr - r) ** 2 + (cc - c) ** 2 < rad ** 2
@@ -207,21 +196,21 @@ def _memory_in_float32(meta):
 
 @pytest.mark.parametrize("name,as_cond", [("sam2_hiera_tiny", False),
                                           ("sam2.1_hiera_small", True)])
-def test_tracking_matches_meta(name, as_cond, tmp_path):
+def test_tracking_matches_meta(name, as_cond):
     """Click (object 1), box (2) and mask (3) prompts, forward run, a correction on a tracked
     frame, a reverse run from it: every frame and object against SAM2VideoPredictor."""
     from napari_sam2.engine import TrackingSession
 
-    build_sam = _meta_build_sam()
+    build_sam, baseline = _meta()
     WORST.pop(name, None)
     base = _scene(seed=11)
     frames = [np.roll(base, (3 * t, 5 * t), axis=(0, 1)) for t in range(N_FRAMES)]
-    _write_jpegs(tmp_path, frames)
-    meta = build_sam.build_sam2_video_predictor(_meta_config(name), None, device="cpu")
+    video = baseline.MetaVideo(build_sam, name)  # Meta's predictor and its JPEG folder
+    meta = video.predictor
     meta.load_state_dict(reference_state_dict(name), strict=True)
     meta.add_all_frames_to_correct_as_cond = as_cond
     _memory_in_float32(meta)
-    state = meta.init_state(str(tmp_path))
+    state = meta.init_state(video.write_frames(frames))
     images = state["images"].float().numpy()
     ours = TrackingSession.from_model_inputs(reference_model(name).eval(), images, (H, W),
                                              corrections_as_conditioning=as_cond)
@@ -242,7 +231,7 @@ def test_tracking_matches_meta(name, as_cond, tmp_path):
     mask = _disc(150, 250, 25)
     with torch.inference_mode():
         _, ids, lg = meta.add_new_points_or_box(
-            state, 0, 1, points=np.asarray(click[0], np.float32)[:, ::-1].copy(),
+            state, 0, 1, points=_xy(click[0]),
             labels=np.asarray(click[1], np.int32))
     check(ours.add_points(0, 1, *click), ids, lg, f"{name} click frame 0", prompt=True)
     with torch.inference_mode():
@@ -265,9 +254,10 @@ def test_tracking_matches_meta(name, as_cond, tmp_path):
         run(ours.propagate(), meta.propagate_in_video(state), f"{name} forward")
         corr = ([[130, 110]], [0])
         _, ids, lg = meta.add_new_points_or_box(
-            state, 3, 1, points=np.asarray(corr[0], np.float32)[:, ::-1].copy(),
+            state, 3, 1, points=_xy(corr[0]),
             labels=np.asarray(corr[1], np.int32), clear_old_points=False)
-    check(ours.add_points(3, 1, *corr, clear=False), ids, lg, f"{name} correction frame 3", prompt=True)
+    check(ours.add_points(3, 1, *corr, clear=False), ids, lg, f"{name} correction frame 3",
+          prompt=True)
     with torch.inference_mode():
         run(ours.propagate(3, reverse=True),
             meta.propagate_in_video(state, start_frame_idx=3, reverse=True), f"{name} reverse")

@@ -3,10 +3,10 @@
 ``plan_propagation`` validates the request and fixes the frame order before anything changes;
 ``run_propagation`` is the generator: it first moves pending prompt outputs into the memory
 banks (Meta's preflight), then for each frame runs the objects that have no conditioning
-output there (batched by memory size on GPUs, one by one on CPU), stores their outputs, evicts memories that fell out of
-the window and yields the frame's result. Each frame is committed as a whole under the
-session's lock, and nothing is held across a ``yield``, so closing the generator at any point
-leaves a consistent session.
+output there (batched by memory size on GPUs, one by one on CPU), stores their outputs, evicts
+memories that fell out of the window and yields the frame's result. Each frame is committed as
+a whole under the session's lock, and nothing is held across a ``yield``, so closing the
+generator at any point leaves a consistent session.
 """
 
 from __future__ import annotations
