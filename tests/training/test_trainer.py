@@ -113,6 +113,13 @@ def test_tied_decoder_attention_starts_as_similarity(tiny_model):
     assert att.k_proj.weight.data_ptr() != att.q_proj.weight.data_ptr()  # still two parameters
 
 
+def test_prompt_settings_are_checked_before_training():
+    with pytest.raises(ValueError, match="image-box-share"):
+        TrainConfig(image_prompt_probs=(0.0, -0.5, 1.5))
+    with pytest.raises(ValueError, match="box_noise"):
+        TrainConfig(box_noise=-0.1)
+
+
 def test_train_cli_runs_resumes_and_exports(tmp_path, capsys):
     from napari_sam2.cli import main
     from napari_sam2.model.checkpoint import read_state_dict
@@ -120,11 +127,64 @@ def test_train_cli_runs_resumes_and_exports(tmp_path, capsys):
     run = tmp_path / "run"
     args = ["train", "--run-dir", str(run), "--steps", "2", "--image-size", "64",
             "--image-batch", "1", "--objects-per-image", "2", "--log-every", "1"]
-    assert main(args + ["--export", str(tmp_path / "w.safetensors")]) == 0
+    assert main(args + ["--export", str(tmp_path / "w.safetensors"), "--box-noise", "0",
+                        "--image-box-share", "0.75"]) == 0
     assert "step 2/2" in capsys.readouterr().out
+    recorded = torch.load(run / "checkpoint.pt", weights_only=False)["train_config"]
+    assert recorded["box_noise"] == 0 and tuple(recorded["image_prompt_probs"]) == (0, 0.25, 0.75)
     assert set(read_state_dict(tmp_path / "w.safetensors")) == \
         set(torch.load(run / "checkpoint.pt", weights_only=False)["model"])
     assert main(args) == 2  # the run dir holds a checkpoint: refuse without --resume
     assert "--resume" in capsys.readouterr().err
     assert main(["train", "--run-dir", str(run), "--resume", "--steps", "3"]) == 0
     assert "resumed" in capsys.readouterr().out
+
+
+def test_recipe_runs_its_phases_in_order_and_continues(tmp_path, capsys):
+    from napari_sam2.cli import main
+    from napari_sam2.model import load_model
+
+    small = ["--image-size", "64", "--image-batch", "1", "--objects-per-image", "2"]
+    recipe = tmp_path / "recipe.json"
+    recipe.write_text(json.dumps({"variant": "sam2_demo", "phases": [
+        {"args": ["--steps", "2", "--seed", "1"] + small},
+        {"args": ["--steps", "3", "--seed", "2", "--lr", "1e-4"] + small}]}))
+    run, out = tmp_path / "run", tmp_path / "final.safetensors"
+    argv = ["train", "--recipe", str(recipe), "--run-dir", str(run), "--export", str(out)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "phase 1/2" in printed and "phase 2/2" in printed and "step 3/3" in printed
+    phase2 = json.loads((run / "phase2" / "weights.json").read_text())
+    assert f"--init {run / 'phase1' / 'weights.safetensors'}" in phase2["command"]
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert [p["steps"] for p in record["phases"]] == [2, 3]
+    assert (out.read_bytes() == (run / "phase2" / "weights.safetensors").read_bytes())
+    load_model("sam2_demo", out, device="cpu")  # the result loads as the variant
+    assert main(argv) == 0  # run again: both phases are done and skipped
+    assert capsys.readouterr().out.count("skipped") == 2
+
+
+def test_shipped_recipe_and_bad_recipes(tmp_path):
+    import argparse
+
+    from napari_sam2.training import cli
+    from napari_sam2.training.recipe import load_recipe, phase_argv
+
+    name, phases = load_recipe("sam2_demo")
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    parsed = [parser.parse_args(phase_argv(p, tmp_path / f"p{i}", None, threads=None,
+                                           device=None)) for i, p in enumerate(phases)]
+    assert name == "sam2_demo" and len(parsed) == 3
+    minutes = [a.stop_at_minutes or a.budget_minutes for a in parsed]
+    assert sum(minutes) <= 120, minutes  # the 2-hour bound on 2 cores
+    assert [a.image_size for a in parsed] == [128, None, None]
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"phases": [{"args": ["--run-dir", "x"]}]}))
+    with pytest.raises(ValueError, match="sets these itself"):
+        load_recipe(bad)
+    bad.write_text(json.dumps({"phases": []}))
+    with pytest.raises(ValueError, match="'phases' list"):
+        load_recipe(bad)
+    with pytest.raises(ValueError, match="neither a file nor a shipped variant"):
+        load_recipe("no_such_recipe")

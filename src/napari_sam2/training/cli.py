@@ -22,6 +22,9 @@ __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--recipe", default=None, metavar="NAME",
+                        help="run every phase of a recipe (a shipped variant such as sam2_demo, "
+                             "or a recipe JSON file) in RUN_DIR/phase<i>; see training/recipe.py")
     parser.add_argument("--variant", default="sam2_demo", help="model variant (default sam2_demo)")
     parser.add_argument("--run-dir", required=True, help="folder for checkpoint.pt and log.jsonl")
     parser.add_argument("--resume", action="store_true",
@@ -34,6 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "curriculum follow max(step/steps, time/budget)")
     parser.add_argument("--minutes", type=float, default=None,
                         help="stop after this many minutes of this session (then checkpoint)")
+    parser.add_argument("--stop-at-minutes", type=float, default=None,
+                        help="stop when the run's training time reaches this many minutes, "
+                             "counted over resumes (the schedule still follows --budget-minutes)")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--warmup-steps", type=int, default=50)
     parser.add_argument("--image-batch", type=int, default=4, help="images per image step")
@@ -46,6 +52,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--video-prob", type=float, default=0.5,
                         help="share of video steps once they begin")
     parser.add_argument("--max-corrections", type=int, default=2)
+    parser.add_argument("--box-noise", type=float, default=0.1,
+                        help="training boxes: each corner jittered by this x the box side "
+                             "(default 0.1 as in SAM; 0 = tight boxes)")
+    parser.add_argument("--image-box-share", type=float, default=0.5,
+                        help="share of box prompts on image steps (the rest are clicks)")
     parser.add_argument("--cells-ramp", type=float, default=0.0,
                         help="curriculum: fraction of the run over which clips grow from 1-2 "
                              "cells to 3-10 (0: no curriculum)")
@@ -75,9 +86,29 @@ def _config_from_args(args):
         image_batch=args.image_batch, objects_per_image=args.objects_per_image,
         video_batch=args.video_batch, objects_per_clip=args.objects_per_clip,
         num_frames=args.num_frames, video_start=args.video_start, video_prob=args.video_prob,
-        max_corrections=args.max_corrections, seed=args.seed,
+        max_corrections=args.max_corrections, seed=args.seed, box_noise=args.box_noise,
+        image_prompt_probs=(0.0, 1.0 - args.image_box_share, args.image_box_share),
         checkpoint_every_s=args.checkpoint_every,
         time_budget_s=None if args.budget_minutes is None else args.budget_minutes * 60)
+
+
+def command_line(args) -> str:
+    """The ``napari-sam2 train`` command that gives ``args`` (options that differ from their
+    defaults, in the parser's order): the record of how weights were made, whichever way the
+    run was started (shell, ``main(argv)`` or a recipe)."""
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    words = ["napari-sam2", "train"]
+    for action in parser._actions:
+        if not action.option_strings or action.dest == "help":
+            continue
+        value = getattr(args, action.dest, action.default)
+        if value == action.default and action.dest != "run_dir":
+            continue
+        words.append(action.option_strings[0])
+        if action.nargs != 0:  # store_true flags take no value
+            words.append(str(value))
+    return " ".join(words)
 
 
 def _printer(log_every: int, total: int):
@@ -105,6 +136,11 @@ def _printer(log_every: int, total: int):
 
 
 def run(args) -> int:
+    if args.recipe:
+        from napari_sam2.training.recipe import run_recipe
+
+        return run_recipe(args.recipe, args.run_dir, export=args.export, threads=args.threads,
+                          device=None if args.device == "auto" else args.device)
     import torch
 
     from napari_sam2.model import build_model
@@ -165,8 +201,11 @@ def run(args) -> int:
     print(f"training {variant} ({n_params / 1e6:.2f} M parameters) on {device}, "
           f"{torch.get_num_threads()} threads, steps {trainer.step}->{config.steps}", flush=True)
     start = time.perf_counter()
+    limits = [m * 60 for m in (args.minutes,) if m is not None]
+    if args.stop_at_minutes is not None:
+        limits.append(max(args.stop_at_minutes * 60 - trainer.elapsed, 0.0))
     try:
-        trainer.train(max_seconds=None if args.minutes is None else args.minutes * 60,
+        trainer.train(max_seconds=min(limits) if limits else None,
                       progress=_printer(max(args.log_every, 1), config.steps))
     except KeyboardInterrupt:
         trainer.save()
@@ -175,7 +214,7 @@ def run(args) -> int:
     print(f"stopped at step {trainer.step} after {time.perf_counter() - start:.0f} s; "
           f"checkpoint {ckpt}", flush=True)
     if args.export:
-        record = {"variant": variant, "command": "napari-sam2 train " + " ".join(sys.argv[2:]),
+        record = {"variant": variant, "command": command_line(args),
                   "seed": config.seed, "steps": trainer.step,
                   "train_seconds": round(trainer.elapsed, 1), "device": str(device),
                   "threads": torch.get_num_threads(), "train_config": config.__dict__}

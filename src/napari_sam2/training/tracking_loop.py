@@ -45,6 +45,7 @@ class RolloutOptions:
     prompt_probs: tuple[float, float, float] = (0.5, 0.25, 0.25)  # mask, click, box
     max_corrections: int = 2  # corrective-click rounds on each prompted frame: 0..max (random)
     second_prompt_prob: float = 0.5  # chance of a second conditioning frame in a video clip
+    box_noise: float = 0.1  # box corners jittered by this x the box side (0: tight boxes)
     loss_weights: LossWeights = LossWeights()
 
 
@@ -104,7 +105,7 @@ class _Accumulator:
 
 def _prompt_frame(model, feats: _Features, frame_index: torch.Tensor, target: torch.Tensor,
                   kinds: torch.Tensor, n_corrections: int, gen: torch.Generator,
-                  acc: _Accumulator, stats: dict):
+                  acc: _Accumulator, stats: dict, box_noise: float):
     """Prompt every object on its conditioning frame; returns (high_res_masks (B,1,S,S),
     object_score_logits (B,1), obj_ptr (B,C))."""
     vision, _, high_res = feats.at(frame_index)
@@ -128,7 +129,7 @@ def _prompt_frame(model, feats: _Features, frame_index: torch.Tensor, target: to
             coords = sample_points_inside(gt[idx], gen).to(vision.device)
             labels = torch.ones(idx.numel(), 1, dtype=torch.long, device=vision.device)
         else:
-            coords = boxes_from_masks(gt[idx], gen).to(vision.device)
+            coords = boxes_from_masks(gt[idx], gen, noise=box_noise).to(vision.device)
             labels = torch.tensor([[2, 3]], device=vision.device).expand(idx.numel(), 2)
         out = model.run_sam_heads(with_mem[idx], point_coords=coords, point_labels=labels,
                                   mask_inputs=None, high_res_features=hr,
@@ -217,7 +218,7 @@ def rollout(model, clips: list[Clip], gen: torch.Generator,
         absent = target.flatten(1).sum(1) == 0
         kinds_t = torch.where(absent, torch.full_like(kinds_t, PROMPT_MASK), kinds_t)
         high, score, ptr = _prompt_frame(model, feats, first + t, target, kinds_t,
-                                                   n_corr, gen, acc, stats)
+                                         n_corr, gen, acc, stats, options.box_noise)
         if n_frames > 1:
             vision = feats.vision[first + t]
             # as the video predictor does for every interacted frame: binarised mask

@@ -51,6 +51,7 @@ class TrainConfig:
     video_prompt_probs: tuple[float, float, float] = (0.5, 0.25, 0.25)
     max_corrections: int = 2
     second_prompt_prob: float = 0.5
+    box_noise: float = 0.1  # box corners jittered by this x the box side (SAM's 0.1)
     seed: int = 0
     checkpoint_every_s: float = 300.0
     time_budget_s: float | None = None  # if set, the schedule runs on max(step, time) progress
@@ -61,6 +62,12 @@ class TrainConfig:
                              f"got steps={self.steps}, lr={self.lr}, num_frames={self.num_frames}")
         if not 0 <= self.video_start <= 1 or not 0 <= self.video_prob <= 1:
             raise ValueError("video_start and video_prob must be in [0, 1]")
+        for probs in (self.image_prompt_probs, self.video_prompt_probs):
+            if min(probs) < 0 or sum(probs) <= 0:
+                raise ValueError(f"prompt probabilities (mask, click, box) must be >= 0 and not "
+                                 f"all 0, got {probs} (e.g. --image-box-share outside [0, 1])")
+        if self.box_noise < 0:
+            raise ValueError(f"box_noise must be >= 0, got {self.box_noise}")
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
@@ -156,11 +163,13 @@ class Trainer:
             clips = [self.video_source.sample(self.rng) for _ in range(cfg.video_batch)]
             opts = RolloutOptions(prompt_probs=cfg.video_prompt_probs,
                                   max_corrections=cfg.max_corrections,
-                                  second_prompt_prob=cfg.second_prompt_prob)
+                                  second_prompt_prob=cfg.second_prompt_prob,
+                                  box_noise=cfg.box_noise)
         else:
             clips = [self.image_source.sample(self.rng) for _ in range(cfg.image_batch)]
             opts = RolloutOptions(prompt_probs=cfg.image_prompt_probs,
-                                  max_corrections=cfg.max_corrections, second_prompt_prob=0.0)
+                                  max_corrections=cfg.max_corrections, second_prompt_prob=0.0,
+                                  box_noise=cfg.box_noise)
         factor = lr_factor(self.step, self.progress, cfg)
         for group in self.optimizer.param_groups:
             group["lr"] = cfg.lr * factor

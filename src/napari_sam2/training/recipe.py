@@ -1,0 +1,114 @@
+"""Multi-phase training recipes: one ``napari-sam2 train --recipe NAME`` runs every phase.
+
+A recipe is a JSON file with a ``"phases"`` list; each phase has ``"args"``, the options of one
+``napari-sam2 train`` run without ``--run-dir``, ``--init`` and ``--export`` (the recipe
+supplies those). Phase ``i`` trains in ``RUN_DIR/phase<i>``, starts from phase ``i - 1``'s
+exported weights and exports ``RUN_DIR/phase<i>/weights.safetensors``. The last phase's
+weights are then copied to ``--export`` with a record of all phases.
+
+``NAME`` is a shipped variant whose record holds its recipe (``sam2_demo``: the three phases
+that produced the shipped demo weights) or a path to a recipe file.
+
+Stopping is safe at any point: run the same command again and finished phases are skipped, an
+interrupted phase resumes from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+from pathlib import Path
+
+__all__ = ["load_recipe", "phase_argv", "run_recipe"]
+
+_SUPPLIED = ("--run-dir", "--init", "--export", "--resume", "--recipe")
+
+
+def load_recipe(name: str | os.PathLike) -> tuple[str, list[dict]]:
+    """(recipe name, phases) of a shipped variant's record or of a recipe JSON file."""
+    path = Path(name)
+    if not path.is_file():
+        from napari_sam2.model.loading import shipped_weights_path
+
+        try:
+            path = shipped_weights_path(str(name)).with_suffix(".json")
+        except (KeyError, ValueError):
+            path = None
+        if path is None or not path.is_file():
+            raise ValueError(f"recipe {name!r} is neither a file nor a shipped variant with a "
+                             "record; pass a JSON file with a 'phases' list")
+    record = json.loads(path.read_text())
+    phases = record.get("phases")
+    if not phases or not all(isinstance(p, dict) and isinstance(p.get("args"), list)
+                             for p in phases):
+        raise ValueError(f"{path}: a recipe needs a non-empty 'phases' list whose entries have "
+                         "an 'args' list (the options of one 'napari-sam2 train' run)")
+    for i, phase in enumerate(phases, 1):
+        bad = [a for a in phase["args"] if str(a).split("=")[0] in _SUPPLIED]
+        if bad:
+            raise ValueError(f"{path}: phase {i} gives {bad}; the recipe sets these itself")
+    return str(record.get("variant", path.stem)), phases
+
+
+def phase_argv(phase: dict, run_dir: Path, init: Path | None, *, threads: int | None,
+               device: str | None) -> list[str]:
+    """The ``napari-sam2 train`` options of one phase (resuming if it has a checkpoint)."""
+    argv = [str(a) for a in phase["args"]]
+    argv += ["--run-dir", str(run_dir), "--export", str(run_dir / "weights.safetensors")]
+    if init is not None:
+        argv += ["--init", str(init)]
+    if (run_dir / "checkpoint.pt").is_file():
+        argv.append("--resume")
+    if threads:
+        argv += ["--threads", str(threads)]
+    if device:
+        argv += ["--device", device]
+    return argv
+
+
+def run_recipe(name: str | os.PathLike, run_dir: str | os.PathLike, *,
+               export: str | os.PathLike | None = None, threads: int | None = None,
+               device: str | None = None) -> int:
+    """Run (or continue) every phase of a recipe; returns 0 on success or the failing code."""
+    from napari_sam2.training import cli
+    from napari_sam2.training.export import file_sha256
+
+    recipe_name, phases = load_recipe(name)
+    root = Path(run_dir)
+    parser = argparse.ArgumentParser(prog="napari-sam2 train")
+    cli.add_arguments(parser)
+    init = None
+    records = []
+    for i, phase in enumerate(phases, 1):
+        phase_dir = root / f"phase{i}"
+        weights = phase_dir / "weights.safetensors"
+        if weights.is_file():
+            print(f"phase {i}/{len(phases)}: done before ({weights}), skipped", flush=True)
+        else:
+            print(f"phase {i}/{len(phases)}: {' '.join(map(str, phase['args']))}", flush=True)
+            code = cli.run(parser.parse_args(phase_argv(phase, phase_dir, init, threads=threads,
+                                                        device=device)))
+            if code != 0:
+                return code
+        records.append(json.loads(weights.with_suffix(".json").read_text()))
+        init = weights
+    total_s = sum(float(r.get("train_seconds", 0.0)) for r in records)
+    print(f"recipe {recipe_name}: {len(phases)} phases, {total_s / 60:.1f} training minutes; "
+          f"weights {init}", flush=True)
+    if export is not None:
+        out = Path(export)
+        if out.suffix != ".safetensors":
+            raise ValueError(f"--export must end in .safetensors, got {out}")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(init, out)
+        record = {"variant": records[-1].get("variant"), "recipe": str(name),
+                  "total_training_minutes": round(total_s / 60, 1),
+                  "phases": [{"phase": i, **{k: r[k] for k in ("command", "seed", "steps",
+                                                                "train_seconds") if k in r}}
+                             for i, r in enumerate(records, 1)],
+                  "file": out.name, "bytes": out.stat().st_size, "sha256": file_sha256(out)}
+        out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
+        print(f"exported {out}", flush=True)
+    return 0
