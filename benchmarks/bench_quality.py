@@ -37,7 +37,8 @@ def _report(name: str, model, args) -> dict:
     from napari_sam2.training.evaluate import click_and_box_iou, propagation_jf
 
     start = time.perf_counter()
-    click, box = click_and_box_iou(model, n_sequences=args.sequences)
+    rows: list = []
+    click, box = click_and_box_iou(model, n_sequences=args.sequences, details=rows)
     t_img = time.perf_counter() - start
     start = time.perf_counter()
     q = propagation_jf(model, n_sequences=args.video_sequences, n_frames=args.frames)
@@ -45,6 +46,12 @@ def _report(name: str, model, args) -> dict:
     print(f"{name}")
     print(f"  click IoU        {click:.3f}   (target >= 0.85)")
     print(f"  box IoU          {box:.3f}   (target >= 0.90)")
+    for touching in (False, True):
+        part = [r for r in rows if r["touching"] == touching]
+        if part:
+            print(f"    {'touching another cell' if touching else 'isolated cells':22s} "
+                  f"n={len(part):3d}  click {sum(r['click_iou'] for r in part) / len(part):.3f}"
+                  f"  box {sum(r['box_iou'] for r in part) / len(part):.3f}")
     print(f"  propagation J&F  {q.jf:.3f}   (target >= 0.80; J {q.j:.3f}, F {q.f:.3f}, "
           f"{args.frames} frames)")
     print(f"  leaves/returns   absent-while-out {q.absent_correct:.2f}, "
