@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from .config import MemoryAttentionConfig
+from .layers import Dropout
 from .transformer import RoPEAttention
 
 __all__ = ["MemoryAttention", "MemoryAttentionLayer"]
@@ -25,14 +26,14 @@ class MemoryAttentionLayer(nn.Module):
                                               rope_k_repeat=True, dropout=cfg.dropout,
                                               kv_in_dim=kv_in_dim)
         self.linear1 = nn.Linear(d_model, cfg.dim_feedforward)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
         self.linear2 = nn.Linear(cfg.dim_feedforward, d_model)
         self.norm1 = nn.LayerNorm(d_model)
         self.norm2 = nn.LayerNorm(d_model)
         self.norm3 = nn.LayerNorm(d_model)
-        self.dropout1 = nn.Dropout(cfg.dropout)
-        self.dropout2 = nn.Dropout(cfg.dropout)
-        self.dropout3 = nn.Dropout(cfg.dropout)
+        self.dropout1 = Dropout(cfg.dropout)
+        self.dropout2 = Dropout(cfg.dropout)
+        self.dropout3 = Dropout(cfg.dropout)
         self.activation = nn.ReLU()
 
     def forward(self, tgt: torch.Tensor, memory: torch.Tensor, memory_pos: torch.Tensor,

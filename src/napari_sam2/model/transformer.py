@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import MLP
+from .layers import MLP, dropout
 from .position_encoding import apply_rope, axial_rope_tables
 
 __all__ = ["Attention", "ImageProjections", "RoPEAttention", "TwoWayAttentionBlock",
@@ -53,7 +53,13 @@ class Attention(nn.Module):
 
     def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         p = self.dropout_p if self.training else 0.0
-        out = F.scaled_dot_product_attention(q, k, v, dropout_p=p)  # (B, nh, Nq, hd)
+        if p > 0 and q.device.type == "cpu":
+            # training on CPU: the fused kernel's dropout draws Bernoulli numbers one by one
+            # (a quarter of a video step); softmax, then the fast dropout on the probabilities
+            probs = ((q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)).softmax(dim=-1)
+            out = dropout(probs, p) @ v
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, dropout_p=p)  # (B, nh, Nq, hd)
         return self.out_proj(out.transpose(1, 2).flatten(2))
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
