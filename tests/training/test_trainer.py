@@ -120,6 +120,17 @@ def test_prompt_settings_are_checked_before_training():
         TrainConfig(box_noise=-0.1)
 
 
+def test_memory_dropout_option_reaches_every_layer(tiny_model):
+    clips = _clips(64, 1, 1)
+    Trainer(tiny_model, TrainConfig(memory_dropout=0.0), image_source=clips)
+    mods = list(tiny_model.memory_attention.layers.modules())
+    assert all(m.p == 0 for m in mods if isinstance(m, torch.nn.Dropout))
+    assert all(m.dropout_p == 0 for m in mods if hasattr(m, "dropout_p"))
+    assert sum(isinstance(m, torch.nn.Dropout) for m in mods) >= 4
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        tiny_model.memory_attention.set_dropout(1.0)
+
+
 def test_train_cli_runs_resumes_and_exports(tmp_path, capsys):
     from napari_sam2.cli import main
     from napari_sam2.model.checkpoint import read_state_dict
@@ -128,10 +139,11 @@ def test_train_cli_runs_resumes_and_exports(tmp_path, capsys):
     args = ["train", "--run-dir", str(run), "--steps", "2", "--image-size", "64",
             "--image-batch", "1", "--objects-per-image", "2", "--log-every", "1"]
     assert main(args + ["--export", str(tmp_path / "w.safetensors"), "--box-noise", "0",
-                        "--image-box-share", "0.75"]) == 0
+                        "--image-box-share", "0.75", "--memory-dropout", "0"]) == 0
     assert "step 2/2" in capsys.readouterr().out
     recorded = torch.load(run / "checkpoint.pt", weights_only=False)["train_config"]
     assert recorded["box_noise"] == 0 and tuple(recorded["image_prompt_probs"]) == (0, 0.25, 0.75)
+    assert recorded["memory_dropout"] == 0
     assert set(read_state_dict(tmp_path / "w.safetensors")) == \
         set(torch.load(run / "checkpoint.pt", weights_only=False)["model"])
     assert main(args) == 2  # the run dir holds a checkpoint: refuse without --resume

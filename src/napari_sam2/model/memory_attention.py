@@ -60,6 +60,18 @@ class MemoryAttention(nn.Module):
             for _ in range(cfg.num_layers))
         self.norm = nn.LayerNorm(d_model)
 
+    def set_dropout(self, p: float) -> None:
+        """Training option: the dropout of every layer (attention probabilities and residual
+        branches; the config's value, 0.1 for SAM 2, is the default)."""
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"memory-attention dropout must be in [0, 1), got {p}")
+        for layer in self.layers:
+            for module in layer.modules():
+                if isinstance(module, nn.Dropout):
+                    module.p = p
+                elif hasattr(module, "dropout_p"):
+                    module.dropout_p = p
+
     def forward(self, curr: torch.Tensor, curr_pos: torch.Tensor, memory: torch.Tensor,
                 memory_pos: torch.Tensor, num_obj_ptr_tokens: int = 0) -> torch.Tensor:
         """curr, curr_pos (B, hw, C); memory, memory_pos (B, M, Cm) -> (B, hw, C).

@@ -55,6 +55,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--box-noise", type=float, default=0.1,
                         help="training boxes: each corner jittered by this x the box side "
                              "(default 0.1 as in SAM; 0 = tight boxes)")
+    parser.add_argument("--memory-dropout", type=float, default=None,
+                        help="dropout in memory attention while training (default: the "
+                             "model's, 0.1 as in SAM 2; 0 trains video steps ~12%% faster on "
+                             "CPU)")
     parser.add_argument("--image-box-share", type=float, default=0.5,
                         help="share of box prompts on image steps (the rest are clicks)")
     parser.add_argument("--cells-ramp", type=float, default=0.0,
@@ -87,6 +91,7 @@ def _config_from_args(args):
         video_batch=args.video_batch, objects_per_clip=args.objects_per_clip,
         num_frames=args.num_frames, video_start=args.video_start, video_prob=args.video_prob,
         max_corrections=args.max_corrections, seed=args.seed, box_noise=args.box_noise,
+        memory_dropout=args.memory_dropout,
         image_prompt_probs=(0.0, 1.0 - args.image_box_share, args.image_box_share),
         checkpoint_every_s=args.checkpoint_every,
         time_budget_s=None if args.budget_minutes is None else args.budget_minutes * 60)

@@ -52,6 +52,7 @@ class TrainConfig:
     max_corrections: int = 2
     second_prompt_prob: float = 0.5
     box_noise: float = 0.1  # box corners jittered by this x the box side (SAM's 0.1)
+    memory_dropout: float | None = None  # memory-attention dropout (None: the model's, 0.1)
     seed: int = 0
     checkpoint_every_s: float = 300.0
     time_budget_s: float | None = None  # if set, the schedule runs on max(step, time) progress
@@ -118,6 +119,8 @@ class Trainer:
         self.image_source = image_source
         self.video_source = video_source
         self.variant = variant
+        if config.memory_dropout is not None:
+            model.memory_attention.set_dropout(config.memory_dropout)
         self.run_dir = Path(run_dir) if run_dir is not None else None
         decay, no_decay = [], []
         for name, p in model.named_parameters():
