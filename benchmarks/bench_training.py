@@ -45,17 +45,16 @@ def _set_dropout(model, mode: str, p: float) -> None:
     from napari_sam2.model.layers import Dropout
     from napari_sam2.model.transformer import Attention
 
-    for layer in model.memory_attention.layers:
+    for layer in model.memory_attention.layers:  # torch's modules, or back to ours
         for name, child in list(layer.named_children()):
             if isinstance(child, torch.nn.Dropout):
-                cls = torch.nn.Dropout if mode == "torch" else Dropout
-                setattr(layer, name, cls(0.0 if mode == "off" else p).train())
+                setattr(layer, name, (torch.nn.Dropout if mode == "torch" else Dropout)().train())
             if isinstance(child, Attention):
-                child.dropout_p = 0.0 if mode == "off" else p
                 if mode == "torch":
                     child._attend = types.MethodType(_torch_attend, child)
                 else:
                     child.__dict__.pop("_attend", None)
+    model.memory_attention.set_dropout(0.0 if mode == "off" else p)
 
 
 def main() -> None:
@@ -90,6 +89,8 @@ def main() -> None:
           f"{args.clips} batches x {args.repeats}")
     for kind, (batches, opts) in kinds.items():
         times = {m: [] for m in modes}
+        rollout(model, batches[0], torch.Generator().manual_seed(0), opts).loss.backward()
+        model.zero_grad(set_to_none=True)  # warm-up, untimed
         for _ in range(args.repeats):
             for i, clips in enumerate(batches):
                 for mode in modes:

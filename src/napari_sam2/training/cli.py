@@ -108,7 +108,7 @@ def command_line(args) -> str:
         if not action.option_strings or action.dest == "help":
             continue
         value = getattr(args, action.dest, action.default)
-        if value == action.default and action.dest != "run_dir":
+        if value == action.default:
             continue
         words.append(action.option_strings[0])
         if action.nargs != 0:  # store_true flags take no value
@@ -206,7 +206,9 @@ def run(args) -> int:
     print(f"training {variant} ({n_params / 1e6:.2f} M parameters) on {device}, "
           f"{torch.get_num_threads()} threads, steps {trainer.step}->{config.steps}", flush=True)
     start = time.perf_counter()
-    limits = [m * 60 for m in (args.minutes,) if m is not None]
+    limits = []  # seconds of this session
+    if args.minutes is not None:
+        limits.append(args.minutes * 60)
     if args.stop_at_minutes is not None:
         limits.append(max(args.stop_at_minutes * 60 - trainer.elapsed, 0.0))
     try:

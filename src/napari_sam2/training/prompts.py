@@ -9,18 +9,25 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["PROMPT_MASK", "PROMPT_CLICK", "PROMPT_BOX", "choose_prompt_types",
-           "sample_points_inside", "boxes_from_masks", "sample_corrective_points"]
+__all__ = ["PROMPT_MASK", "PROMPT_CLICK", "PROMPT_BOX", "check_prompt_probs",
+           "choose_prompt_types", "sample_points_inside", "boxes_from_masks",
+           "sample_corrective_points"]
 
 PROMPT_MASK, PROMPT_CLICK, PROMPT_BOX = 0, 1, 2
+
+
+def check_prompt_probs(probs: tuple[float, float, float], hint: str = "") -> None:
+    """Raise ValueError unless the (mask, click, box) probabilities are >= 0, not all 0."""
+    if min(probs) < 0 or sum(probs) <= 0:
+        raise ValueError(f"prompt probabilities (mask, click, box) must be >= 0 and not all 0, "
+                         f"got {tuple(probs)}{hint}")
 
 
 def choose_prompt_types(n: int, probs: tuple[float, float, float], generator: torch.Generator
                         ) -> torch.Tensor:
     """Draw ``n`` prompt kinds with probabilities (mask, click, box). -> (n,) int64."""
+    check_prompt_probs(probs)
     p = torch.tensor(probs, dtype=torch.float64)
-    if (p < 0).any() or float(p.sum()) <= 0:
-        raise ValueError(f"prompt probabilities must be >= 0 and not all 0, got {probs}")
     return torch.multinomial(p / p.sum(), n, replacement=True, generator=generator)
 
 

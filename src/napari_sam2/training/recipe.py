@@ -34,7 +34,7 @@ def load_recipe(name: str | os.PathLike) -> tuple[str, list[dict]]:
 
         try:
             path = shipped_weights_path(str(name)).with_suffix(".json")
-        except (KeyError, ValueError):
+        except ValueError:  # not a shipped variant
             path = None
         if path is None or not path.is_file():
             raise ValueError(f"recipe {name!r} is neither a file nor a shipped variant with a "

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from napari_sam2.training.prompts import check_prompt_probs
 from napari_sam2.training.tracking_loop import RolloutOptions, RolloutResult, rollout
 
 __all__ = ["TrainConfig", "StepReport", "Trainer", "lr_factor"]
@@ -64,9 +65,7 @@ class TrainConfig:
         if not 0 <= self.video_start <= 1 or not 0 <= self.video_prob <= 1:
             raise ValueError("video_start and video_prob must be in [0, 1]")
         for probs in (self.image_prompt_probs, self.video_prompt_probs):
-            if min(probs) < 0 or sum(probs) <= 0:
-                raise ValueError(f"prompt probabilities (mask, click, box) must be >= 0 and not "
-                                 f"all 0, got {probs} (e.g. --image-box-share outside [0, 1])")
+            check_prompt_probs(probs, " (e.g. --image-box-share outside [0, 1])")
         if self.box_noise < 0:
             raise ValueError(f"box_noise must be >= 0, got {self.box_noise}")
 
@@ -164,15 +163,12 @@ class Trainer:
                 source.set_progress(self.progress)
         if video:
             clips = [self.video_source.sample(self.rng) for _ in range(cfg.video_batch)]
-            opts = RolloutOptions(prompt_probs=cfg.video_prompt_probs,
-                                  max_corrections=cfg.max_corrections,
-                                  second_prompt_prob=cfg.second_prompt_prob,
-                                  box_noise=cfg.box_noise)
+            probs, second = cfg.video_prompt_probs, cfg.second_prompt_prob
         else:
             clips = [self.image_source.sample(self.rng) for _ in range(cfg.image_batch)]
-            opts = RolloutOptions(prompt_probs=cfg.image_prompt_probs,
-                                  max_corrections=cfg.max_corrections, second_prompt_prob=0.0,
-                                  box_noise=cfg.box_noise)
+            probs, second = cfg.image_prompt_probs, 0.0
+        opts = RolloutOptions(prompt_probs=probs, max_corrections=cfg.max_corrections,
+                              second_prompt_prob=second, box_noise=cfg.box_noise)
         factor = lr_factor(self.step, self.progress, cfg)
         for group in self.optimizer.param_groups:
             group["lr"] = cfg.lr * factor
