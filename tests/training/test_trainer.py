@@ -1,6 +1,7 @@
 """One real optimisation step, gradient flow through memory, checkpoint resume, the CLI."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -176,13 +177,17 @@ def test_recipe_runs_its_phases_in_order_and_continues(tmp_path, capsys):
     assert capsys.readouterr().out.count("skipped") == 2
 
 
-def test_shipped_recipe_and_bad_recipes(tmp_path):
+DOCUMENTED_RECIPE = Path(__file__).parents[2] / "docs" / "recipes" / "sam2_demo_v2.json"
+
+
+@pytest.mark.parametrize("recipe", ["sam2_demo", DOCUMENTED_RECIPE], ids=["shipped", "docs_v2"])
+def test_shipped_recipe_and_bad_recipes(recipe, tmp_path):
     import argparse
 
     from napari_sam2.training import cli
     from napari_sam2.training.recipe import load_recipe, phase_argv
 
-    name, phases = load_recipe("sam2_demo")
+    name, phases = load_recipe(recipe)
     parser = argparse.ArgumentParser()
     cli.add_arguments(parser)
     parsed = [parser.parse_args(phase_argv(p, tmp_path / f"p{i}", None, threads=None,
