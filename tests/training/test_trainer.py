@@ -177,10 +177,12 @@ def test_recipe_runs_its_phases_in_order_and_continues(tmp_path, capsys):
     assert capsys.readouterr().out.count("skipped") == 2
 
 
-DOCUMENTED_RECIPE = Path(__file__).parents[2] / "docs" / "recipes" / "sam2_demo_v2.json"
+DOCUMENTED_RECIPES = Path(__file__).parents[2] / "docs" / "recipes"
 
 
-@pytest.mark.parametrize("recipe", ["sam2_demo", DOCUMENTED_RECIPE], ids=["shipped", "docs_v2"])
+@pytest.mark.parametrize("recipe", ["sam2_demo", DOCUMENTED_RECIPES / "sam2_demo_v1.json",
+                                    DOCUMENTED_RECIPES / "sam2_demo_v2.json"],
+                         ids=["shipped", "docs_v1", "docs_v2"])
 def test_shipped_recipe_and_bad_recipes(recipe, tmp_path):
     import argparse
 
