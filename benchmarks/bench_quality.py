@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_quality.py                        # shipped sam2_demo
     .venv/bin/python benchmarks/bench_quality.py --checkpoint runs/x/w.safetensors
-    .venv/bin/python benchmarks/bench_quality.py --sequences 8 --video-sequences 4 --baseline
+    .venv/bin/python benchmarks/bench_quality.py --sequences 4 --video-sequences 2   # quick look
 
 Prints the machine, then for the model (and, with ``--baseline``, the same architecture with
 random weights as the in-run reference):
@@ -12,7 +12,12 @@ random weights as the in-run reference):
 * one click per cell on frame 0, propagated over 16 frames with ``TrackingSession`` -> mean
   J&F (target 0.8), J and F separately;
 * the cell that leaves the field and comes back: share of its out-of-field frames predicted
-  empty, and whether it is found again (IoU > 0.5 on the last frame).
+  empty, and in how many sequences it is found again (IoU > 0.5 on the last frame).
+
+Each mean comes with a 95 % bootstrap interval that resamples whole sequences
+(``evaluate.bootstrap_ci``). The default sets (32 sequences x 2 frames for click and box, 16
+sequences for propagation; ``evaluate.IMAGE_SEQUENCES``, ``VIDEO_SEQUENCES``) are large enough
+that the interval is about +-0.02; a set of 4 sequences moves by +-0.03 with the seeds drawn.
 
 Held-out sequences: ``make_cell_timelapse(shape=(192, 256), n_cells=6)`` with seeds from
 ``napari_sam2.training.evaluate.HELD_OUT_SEED``; the training run never draws them.
@@ -27,14 +32,23 @@ import time
 
 import torch
 
+from napari_sam2.training.evaluate import IMAGE_SEQUENCES, VIDEO_SEQUENCES
+
 
 def _machine() -> str:
     return (f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores, "
             f"torch {torch.__version__}, {torch.get_num_threads()} threads").strip()
 
 
+def _by_sequence(rows: list, key: str) -> tuple[list, list]:
+    """Per-sequence means and counts of ``key`` over the detail rows of click_and_box_iou."""
+    seeds = sorted({r["seed"] for r in rows})
+    values = [[r[key] for r in rows if r["seed"] == s] for s in seeds]
+    return [sum(v) / len(v) for v in values], [len(v) for v in values]
+
+
 def _report(name: str, model, args) -> dict:
-    from napari_sam2.training.evaluate import click_and_box_iou, propagation_jf
+    from napari_sam2.training.evaluate import bootstrap_ci, click_and_box_iou, propagation_jf
 
     start = time.perf_counter()
     rows: list = []
@@ -43,26 +57,38 @@ def _report(name: str, model, args) -> dict:
     start = time.perf_counter()
     q = propagation_jf(model, n_sequences=args.video_sequences, n_frames=args.frames)
     t_vid = time.perf_counter() - start
+    click_ci = bootstrap_ci(*_by_sequence(rows, "click_iou"))
+    box_ci = bootstrap_ci(*_by_sequence(rows, "box_iou"))
+    seqs = q.per_sequence
+    jf_ci = bootstrap_ci([(s["j"] + s["f"]) / 2 for s in seqs], [s["n"] for s in seqs])
+    found = round(q.reappear_found * q.reappear_count) if q.reappear_count else 0
+
+    def ci(interval):
+        return f"[{interval[0]:.3f}, {interval[1]:.3f}]"
+
     print(f"{name}")
-    print(f"  click IoU        {click:.3f}   (target >= 0.85)")
-    print(f"  box IoU          {box:.3f}   (target >= 0.90)")
+    print(f"  click IoU        {click:.3f}  95% {ci(click_ci)}  (target >= 0.85; "
+          f"{len(rows)} objects, {args.sequences} sequences x 2 frames)")
+    print(f"  box IoU          {box:.3f}  95% {ci(box_ci)}  (target >= 0.90)")
     for touching in (False, True):
         part = [r for r in rows if r["touching"] == touching]
         if part:
             print(f"    {'touching another cell' if touching else 'isolated cells':22s} "
                   f"n={len(part):3d}  click {sum(r['click_iou'] for r in part) / len(part):.3f}"
                   f"  box {sum(r['box_iou'] for r in part) / len(part):.3f}")
-    print(f"  propagation J&F  {q.jf:.3f}   (target >= 0.80; J {q.j:.3f}, F {q.f:.3f}, "
-          f"{args.frames} frames)")
+    print(f"  propagation J&F  {q.jf:.3f}  95% {ci(jf_ci)}  (target >= 0.80; J {q.j:.3f}, "
+          f"F {q.f:.3f}, {args.video_sequences} sequences x {args.frames} frames)")
     print(f"  leaves/returns   absent-while-out {q.absent_correct:.2f}, "
-          f"found again {q.reappear_found:.2f}")
-    for row in q.per_sequence:
+          f"found again in {found} of {q.reappear_count} sequences")
+    for row in seqs:
         print(f"    sequence seed {row['seed']}: J {row['j']:.3f}  F {row['f']:.3f}")
-    print(f"  time: images {t_img:.1f} s ({args.sequences} sequences x 2 frames), "
-          f"propagation {t_vid:.1f} s ({args.video_sequences} sequences)")
-    return {"click_iou": round(click, 4), "box_iou": round(box, 4), "jf": round(q.jf, 4),
+    print(f"  time: images {t_img:.1f} s, propagation {t_vid:.1f} s")
+    return {"click_iou": round(click, 4), "click_iou_ci95": [round(v, 4) for v in click_ci],
+            "box_iou": round(box, 4), "box_iou_ci95": [round(v, 4) for v in box_ci],
+            "jf": round(q.jf, 4), "jf_ci95": [round(v, 4) for v in jf_ci],
             "j": round(q.j, 4), "f": round(q.f, 4), "absent_while_out": q.absent_correct,
-            "found_again": q.reappear_found, "image_sequences": args.sequences,
+            "found_again": q.reappear_found, "found_again_of": q.reappear_count,
+            "objects": len(rows), "image_sequences": args.sequences,
             "video_sequences": args.video_sequences, "frames": args.frames}
 
 
@@ -70,8 +96,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variant", default="sam2_demo")
     parser.add_argument("--checkpoint", default=None, help="weights file (default: shipped)")
-    parser.add_argument("--sequences", type=int, default=4, help="sequences for click/box")
-    parser.add_argument("--video-sequences", type=int, default=2)
+    parser.add_argument("--sequences", type=int, default=IMAGE_SEQUENCES,
+                        help=f"sequences for click/box (default {IMAGE_SEQUENCES})")
+    parser.add_argument("--video-sequences", type=int, default=VIDEO_SEQUENCES,
+                        help=f"sequences for propagation (default {VIDEO_SEQUENCES})")
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--json", default=None, help="also write the model's figures here")
