@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_quality.py                        # shipped sam2_demo
     .venv/bin/python benchmarks/bench_quality.py --checkpoint runs/x/w.safetensors
+    .venv/bin/python benchmarks/bench_quality.py --checkpoint new.safetensors --compare shipped
     .venv/bin/python benchmarks/bench_quality.py --sequences 4 --video-sequences 2   # quick look
 
 Prints the machine, then for the model (and, with ``--baseline``, the same architecture with
@@ -18,6 +19,8 @@ Each mean comes with a 95 % bootstrap interval that resamples whole sequences
 (``evaluate.bootstrap_ci``). The default sets (32 sequences x 2 frames for click and box, 16
 sequences for propagation; ``evaluate.IMAGE_SEQUENCES``, ``VIDEO_SEQUENCES``) are large enough
 that the interval is about +-0.02; a set of 4 sequences moves by +-0.03 with the seeds drawn.
+``--compare`` measures a second set of weights on the same sequences and prints the differences
+with paired intervals, which are much narrower: use it to tell whether a new recipe is better.
 
 Held-out sequences: ``make_cell_timelapse(shape=(192, 256), n_cells=6)`` with seeds from
 ``napari_sam2.training.evaluate.HELD_OUT_SEED``; the training run never draws them.
@@ -47,7 +50,9 @@ def _by_sequence(rows: list, key: str) -> tuple[list, list]:
     return [sum(v) / len(v) for v in values], [len(v) for v in values]
 
 
-def _report(name: str, model, args) -> dict:
+def _report(name: str, model, args) -> tuple[dict, dict]:
+    """Measure and print one model. -> (figures for --json, per-sequence (means, counts) of
+    click, box and J&F for paired comparisons)."""
     from napari_sam2.training.evaluate import bootstrap_ci, click_and_box_iou, propagation_jf
 
     start = time.perf_counter()
@@ -57,14 +62,11 @@ def _report(name: str, model, args) -> dict:
     start = time.perf_counter()
     q = propagation_jf(model, n_sequences=args.video_sequences, n_frames=args.frames)
     t_vid = time.perf_counter() - start
-    click_ci = bootstrap_ci(*_by_sequence(rows, "click_iou"))
-    box_ci = bootstrap_ci(*_by_sequence(rows, "box_iou"))
     seqs = q.per_sequence
-    jf_ci = bootstrap_ci([(s["j"] + s["f"]) / 2 for s in seqs], [s["n"] for s in seqs])
+    per_sequence = {"click": _by_sequence(rows, "click_iou"), "box": _by_sequence(rows, "box_iou"),
+                    "J&F": ([(s["j"] + s["f"]) / 2 for s in seqs], [s["n"] for s in seqs])}
+    click_ci, box_ci, jf_ci = (bootstrap_ci(*per_sequence[k]) for k in ("click", "box", "J&F"))
     found = round(q.reappear_found * q.reappear_count) if q.reappear_count else 0
-
-    def ci(interval):
-        return f"[{interval[0]:.3f}, {interval[1]:.3f}]"
 
     print(f"{name}")
     print(f"  click IoU        {click:.3f}  95% {ci(click_ci)}  (target >= 0.85; "
@@ -83,13 +85,29 @@ def _report(name: str, model, args) -> dict:
     for row in seqs:
         print(f"    sequence seed {row['seed']}: J {row['j']:.3f}  F {row['f']:.3f}")
     print(f"  time: images {t_img:.1f} s, propagation {t_vid:.1f} s")
-    return {"click_iou": round(click, 4), "click_iou_ci95": [round(v, 4) for v in click_ci],
+    figures = {"click_iou": round(click, 4), "click_iou_ci95": [round(v, 4) for v in click_ci],
             "box_iou": round(box, 4), "box_iou_ci95": [round(v, 4) for v in box_ci],
             "jf": round(q.jf, 4), "jf_ci95": [round(v, 4) for v in jf_ci],
             "j": round(q.j, 4), "f": round(q.f, 4), "absent_while_out": q.absent_correct,
             "found_again": q.reappear_found, "found_again_of": q.reappear_count,
             "objects": len(rows), "image_sequences": args.sequences,
             "video_sequences": args.video_sequences, "frames": args.frames}
+    return figures, per_sequence
+
+
+def ci(interval) -> str:
+    return f"[{interval[0]:.3f}, {interval[1]:.3f}]"
+
+
+def _print_paired(name: str, ours: dict, other: dict) -> None:
+    """Differences ours - other on the same sequences, with paired 95 % intervals."""
+    from napari_sam2.training.evaluate import bootstrap_ci
+
+    print(f"difference: this model - {name} (same sequences; 95 % paired bootstrap)")
+    for key, (means, counts) in ours.items():
+        diffs = [a - b for a, b in zip(means, other[key][0])]
+        pooled = sum(d * n for d, n in zip(diffs, counts)) / sum(counts)
+        print(f"  {key:6s} {pooled:+.3f}  95% {ci(bootstrap_ci(diffs, counts))}")
 
 
 def main() -> None:
@@ -103,6 +121,9 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--json", default=None, help="also write the model's figures here")
+    parser.add_argument("--compare", default=None, metavar="WEIGHTS",
+                        help="also measure these weights (same variant; 'shipped' for the "
+                             "shipped file) and print the paired differences")
     parser.add_argument("--baseline", action="store_true",
                         help="also measure the random-init model (in-run reference)")
     args = parser.parse_args()
@@ -112,12 +133,18 @@ def main() -> None:
 
     print(f"machine: {_machine()}")
     model = load_model(args.variant, args.checkpoint, device="cpu")
-    figures = _report(f"{args.variant} ({args.checkpoint or 'shipped weights'})", model, args)
+    figures, ours = _report(f"{args.variant} ({args.checkpoint or 'shipped weights'})", model,
+                            args)
     if args.json:
         import json
 
         with open(args.json, "w") as f:
             json.dump(figures, f, indent=2)
+    if args.compare:
+        other_path = None if args.compare == "shipped" else args.compare
+        name = f"{args.variant} ({other_path or 'shipped weights'})"
+        _, other = _report(name, load_model(args.variant, other_path, device="cpu"), args)
+        _print_paired(name, ours, other)
     if args.baseline:
         torch.manual_seed(0)
         _report(f"{args.variant} random init (baseline)", build_model(args.variant), args)
