@@ -43,6 +43,11 @@ def _machine() -> str:
             f"torch {torch.__version__}, {torch.get_num_threads()} threads").strip()
 
 
+def _ci(interval) -> str:
+    """(low, high) -> "[low, high]" with 3 decimals."""
+    return f"[{interval[0]:.3f}, {interval[1]:.3f}]"
+
+
 def _by_sequence(rows: list, key: str) -> tuple[list, list]:
     """Per-sequence means and counts of ``key`` over the detail rows of click_and_box_iou."""
     seeds = sorted({r["seed"] for r in rows})
@@ -69,16 +74,16 @@ def _report(name: str, model, args) -> tuple[dict, dict]:
     found = round(q.reappear_found * q.reappear_count) if q.reappear_count else 0
 
     print(f"{name}")
-    print(f"  click IoU        {click:.3f}  95% {ci(click_ci)}  (target >= 0.85; "
+    print(f"  click IoU        {click:.3f}  95% {_ci(click_ci)}  (target >= 0.85; "
           f"{len(rows)} objects, {args.sequences} sequences x 2 frames)")
-    print(f"  box IoU          {box:.3f}  95% {ci(box_ci)}  (target >= 0.90)")
+    print(f"  box IoU          {box:.3f}  95% {_ci(box_ci)}  (target >= 0.90)")
     for touching in (False, True):
         part = [r for r in rows if r["touching"] == touching]
         if part:
             print(f"    {'touching another cell' if touching else 'isolated cells':22s} "
                   f"n={len(part):3d}  click {sum(r['click_iou'] for r in part) / len(part):.3f}"
                   f"  box {sum(r['box_iou'] for r in part) / len(part):.3f}")
-    print(f"  propagation J&F  {q.jf:.3f}  95% {ci(jf_ci)}  (target >= 0.80; J {q.j:.3f}, "
+    print(f"  propagation J&F  {q.jf:.3f}  95% {_ci(jf_ci)}  (target >= 0.80; J {q.j:.3f}, "
           f"F {q.f:.3f}, {args.video_sequences} sequences x {args.frames} frames)")
     print(f"  leaves/returns   absent-while-out {q.absent_correct:.2f}, "
           f"found again in {found} of {q.reappear_count} sequences")
@@ -86,17 +91,13 @@ def _report(name: str, model, args) -> tuple[dict, dict]:
         print(f"    sequence seed {row['seed']}: J {row['j']:.3f}  F {row['f']:.3f}")
     print(f"  time: images {t_img:.1f} s, propagation {t_vid:.1f} s")
     figures = {"click_iou": round(click, 4), "click_iou_ci95": [round(v, 4) for v in click_ci],
-            "box_iou": round(box, 4), "box_iou_ci95": [round(v, 4) for v in box_ci],
-            "jf": round(q.jf, 4), "jf_ci95": [round(v, 4) for v in jf_ci],
-            "j": round(q.j, 4), "f": round(q.f, 4), "absent_while_out": q.absent_correct,
-            "found_again": q.reappear_found, "found_again_of": q.reappear_count,
-            "objects": len(rows), "image_sequences": args.sequences,
-            "video_sequences": args.video_sequences, "frames": args.frames}
+               "box_iou": round(box, 4), "box_iou_ci95": [round(v, 4) for v in box_ci],
+               "jf": round(q.jf, 4), "jf_ci95": [round(v, 4) for v in jf_ci],
+               "j": round(q.j, 4), "f": round(q.f, 4), "absent_while_out": q.absent_correct,
+               "found_again": q.reappear_found, "found_again_of": q.reappear_count,
+               "objects": len(rows), "image_sequences": args.sequences,
+               "video_sequences": args.video_sequences, "frames": args.frames}
     return figures, per_sequence
-
-
-def ci(interval) -> str:
-    return f"[{interval[0]:.3f}, {interval[1]:.3f}]"
 
 
 def _print_paired(name: str, ours: dict, other: dict) -> None:
@@ -107,7 +108,7 @@ def _print_paired(name: str, ours: dict, other: dict) -> None:
     for key, (means, counts) in ours.items():
         diffs = [a - b for a, b in zip(means, other[key][0])]
         pooled = sum(d * n for d, n in zip(diffs, counts)) / sum(counts)
-        print(f"  {key:6s} {pooled:+.3f}  95% {ci(bootstrap_ci(diffs, counts))}")
+        print(f"  {key:6s} {pooled:+.3f}  95% {_ci(bootstrap_ci(diffs, counts))}")
 
 
 def main() -> None:
