@@ -27,6 +27,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from napari_sam2.errors import DamagedFileError, NapariSam2Error
+
 #: ``progress(downloaded_bytes, total_bytes)``; ``total_bytes`` is 0 when the server gives none.
 ProgressCallback = Callable[[int, int], None]
 
@@ -58,14 +60,14 @@ KNOWN_SHA256: dict[str, str] = {}
 _CHUNK = 1 << 20
 
 
-class CheckpointError(ValueError):
+class CheckpointError(DamagedFileError):
     """A checkpoint file is damaged, of the wrong variant, or does not fit the model.
 
     Defined here so that this module (and the ``download`` CLI) imports without torch;
     :mod:`napari_sam2.model.checkpoint` re-exports it."""
 
 
-class CheckpointDownloadError(OSError):
+class CheckpointDownloadError(NapariSam2Error, OSError):
     """A checkpoint could not be downloaded (offline, unreachable, HTTP error)."""
 
 
