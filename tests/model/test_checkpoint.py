@@ -264,3 +264,16 @@ def test_official_format_file_loads_with_load_model(tmp_path):
         _same(model.state_dict(), sd)
     with pytest.raises(CheckpointError, match="'sam2.1_hiera_tiny' / 'medsam2' checkpoint, not"):
         load_model("sam2_hiera_tiny", path, device="cpu")
+
+
+@pytest.mark.parametrize("content", [b"hello, I am a text file\n", b"<html>404</html>"],
+                         ids=["text", "html"])
+def test_a_file_that_is_not_a_checkpoint_is_named(tmp_path, content):
+    path = tmp_path / "notes.pt"  # a text file named .pt gave KeyError: 101 from torch
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=r"notes\.pt is not a checkpoint.*Choose the weights"):
+        read_state_dict(path)
+    path.write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"notes\.pt is truncated or corrupt \(the file is "
+                                              r"empty\)"):
+        read_state_dict(path)

@@ -41,6 +41,7 @@ _MAX_LISTED = 5
 
 _ZIP_MAGIC = b"PK\x03\x04"
 _WRAPPER_KEYS = ("model", "state_dict")
+_PICKLE_PROTO = b"\x80"  # a legacy (non-zip) torch file is a pickle of protocol 2 or later
 
 
 def read_state_dict(path: str | Path) -> dict[str, Tensor]:
@@ -58,8 +59,9 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
 
     Raises:
         FileNotFoundError: the file does not exist.
-        CheckpointError: the file is truncated or corrupt, holds Python objects other than
-            tensors, or holds no recognisable state dict.
+        CheckpointError: the file is not a checkpoint at all (e.g. text), is truncated or
+            corrupt, holds Python objects other than tensors, or holds no recognisable state
+            dict.
     """
     path = Path(path)
     if not path.is_file():
@@ -203,7 +205,15 @@ def _sniff_format(path: Path) -> str:
         return "safetensors"
     if path.suffix == ".safetensors":
         return "safetensors"
-    return "torch-legacy"
+    if head.startswith(_PICKLE_PROTO):
+        return "torch-legacy"
+    if not head:
+        raise _damaged(path, "the file is empty")
+    raise CheckpointError(
+        f"The file {path} is not a checkpoint: it starts with {head[:8]!r}, which is neither a "
+        "torch file (.pt/.pth) nor safetensors. Choose the weights file itself (Meta's .pt, or "
+        "a .safetensors file written by napari-sam2), or download it again."
+    )
 
 
 def _read_safetensors(path: Path) -> dict[str, Tensor]:
@@ -238,7 +248,8 @@ def _read_torch(path: Path, *, zip_format: bool) -> object:
                 "safetensors with a tool you trust."
             ) from exc
         raise _damaged(path, str(exc).splitlines()[0]) from exc
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError,
+            IndexError, TypeError, AttributeError) as exc:  # a damaged pickle raises any of them
         raise _damaged(path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
 
 

@@ -1,13 +1,16 @@
 """Which torch device to run on.
 
 ``choose_device("auto")`` picks CUDA, then Apple MPS, then the CPU. Asking for a device that is
-not there raises a ValueError that says what is available, instead of failing later inside
-torch. Lives in ``model`` so that both model loading and the engine use the one resolver.
+not there raises an InvalidOptionError (a ValueError) that says what is available, instead of
+failing later inside torch. Lives in ``model`` so that both model loading and the engine use
+the one resolver.
 """
 
 from __future__ import annotations
 
 import torch
+
+from napari_sam2.errors import InvalidOptionError
 
 _KINDS = ("auto", "cpu", "cuda", "mps")
 
@@ -36,7 +39,8 @@ def choose_device(preference: str | torch.device | None = "auto") -> torch.devic
             ``"cuda:N"``, ``"mps"`` or a ``torch.device``: that device, if it exists.
 
     Raises:
-        ValueError: unknown name, or the device is not available on this machine.
+        InvalidOptionError (a ValueError): unknown name, or the device is not available on
+            this machine.
     """
     if preference is None:
         preference = "auto"
@@ -47,7 +51,7 @@ def choose_device(preference: str | torch.device | None = "auto") -> torch.devic
         try:
             device = torch.device(name)
         except RuntimeError:
-            raise ValueError(
+            raise InvalidOptionError(
                 f"unknown device {preference!r}: use one of {', '.join(_KINDS)} (or 'cuda:N')"
             ) from None
     elif isinstance(preference, torch.device):
@@ -57,17 +61,21 @@ def choose_device(preference: str | torch.device | None = "auto") -> torch.devic
             f"device must be a string or torch.device, got {type(preference).__name__}"
         )
     if device.type not in _KINDS:
-        raise ValueError(f"unsupported device {str(device)!r}: use one of {', '.join(_KINDS)}")
+        raise InvalidOptionError(
+            f"unsupported device {str(device)!r}: use one of {', '.join(_KINDS)}"
+        )
     have = available_devices()
     if device.type not in have:
-        raise ValueError(
-            f"device {str(device)!r} is not available on this machine; available: "
-            f"{', '.join(have)} (or pass 'auto')"
+        why = {"cuda": "torch finds no CUDA GPU (none present, no driver, or a CPU-only torch)",
+               "mps": "torch finds no Apple GPU (MPS)"}.get(device.type, "")
+        raise InvalidOptionError(
+            f"device {str(device)!r} is not available on this machine"
+            f"{': ' + why if why else ''}; available: {', '.join(have)} (or pass 'auto')"
         )
     if device.type == "cuda" and device.index is not None:
         n = torch.cuda.device_count()
         if device.index >= n:
-            raise ValueError(
+            raise InvalidOptionError(
                 f"device {str(device)!r} does not exist: this machine has {n} CUDA device(s)"
             )
     return device

@@ -27,7 +27,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from napari_sam2.errors import DamagedFileError, NapariSam2Error
+from napari_sam2.errors import DamagedFileError, InvalidOptionError, NapariSam2Error
 
 #: ``progress(downloaded_bytes, total_bytes)``; ``total_bytes`` is 0 when the server gives none.
 ProgressCallback = Callable[[int, int], None]
@@ -73,15 +73,25 @@ class CheckpointDownloadError(NapariSam2Error, OSError):
 
 def cache_dir_path(cache_dir: str | os.PathLike | None = None) -> Path:
     """The checkpoint cache folder: ``cache_dir``, else ``$NAPARI_SAM2_CACHE``, else the
-    platform's per-user cache folder for ``napari-sam2``. Not created here."""
-    if cache_dir is not None:
-        return Path(cache_dir).expanduser()
-    env = os.environ.get(ENV_CACHE)
-    if env:
-        return Path(env).expanduser()
-    import pooch
+    platform's per-user cache folder for ``napari-sam2``. Not created here.
 
-    return Path(pooch.os_cache("napari-sam2"))
+    Raises:
+        InvalidOptionError: the path (or a folder above it) exists but is a file.
+    """
+    if cache_dir is not None:
+        path, source = Path(cache_dir).expanduser(), "the cache folder"
+    elif os.environ.get(ENV_CACHE):
+        path, source = Path(os.environ[ENV_CACHE]).expanduser(), f"${ENV_CACHE}"
+    else:
+        import pooch
+
+        path, source = Path(pooch.os_cache("napari-sam2")), "the user cache folder"
+    blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise InvalidOptionError(
+            f"{source} {path} cannot be used: {blocker} is a file, not a folder. Give a folder "
+            f"(--cache-dir or ${ENV_CACHE}), or move that file away.")
+    return path
 
 
 def checkpoint_filename(name: str) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from napari_sam2.errors import InvalidOptionError
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from napari_sam2.model.download import CHECKPOINT_URLS
@@ -26,10 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from napari_sam2.model.checkpoint import CheckpointError
     from napari_sam2.model.download import (
         CHECKPOINT_URLS,
         CheckpointDownloadError,
+        CheckpointError,
         cache_dir_path,
         checkpoint_filename,
         checkpoint_path,
@@ -44,22 +46,20 @@ def run(args: argparse.Namespace) -> int:
         return 0
     names = list(CHECKPOINT_URLS) if args.names == ["all"] else args.names
     if not names:
-        print("napari-sam2 download: give a variant name, 'all' or --list", file=sys.stderr)
-        return 2
+        raise InvalidOptionError("give a variant name, 'all' or --list")
     unknown = [n for n in names if n not in CHECKPOINT_URLS]
     if unknown:
-        print(
-            f"napari-sam2 download: no download for {', '.join(unknown)}; "
-            f"choose from {', '.join(CHECKPOINT_URLS)} or 'all'",
-            file=sys.stderr,
-        )
-        return 2
+        raise InvalidOptionError(f"no download for {', '.join(unknown)}; choose from "
+                                 f"{', '.join(CHECKPOINT_URLS)} or 'all'")
+    if len(names) == 1:  # errors go to the entry point, which prints them on one line
+        print(f"{names[0]}: {checkpoint_path(names[0], cache_dir=args.cache_dir)}")
+        return 0
     status = 0
-    for name in names:
+    for name in names:  # several: report each failure and go on with the others
         try:
             path = checkpoint_path(name, cache_dir=args.cache_dir)
         except (CheckpointDownloadError, CheckpointError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            print(f"napari-sam2 download: error: {name}: {exc}", file=sys.stderr)
             status = 1
             continue
         print(f"{name}: {path}")

@@ -14,9 +14,20 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 import time
 from pathlib import Path
+
+from napari_sam2.cli_options import (
+    device_name,
+    fraction,
+    fraction_below_one,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    variant_name,
+)
+from napari_sam2.errors import RefusedOverwriteError
 
 __all__ = ["add_arguments", "run"]
 
@@ -25,46 +36,47 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recipe", default=None, metavar="NAME",
                         help="run every phase of a recipe (a shipped variant such as sam2_demo, "
                              "or a recipe JSON file) in RUN_DIR/phase<i>; see training/recipe.py")
-    parser.add_argument("--variant", default="sam2_demo", help="model variant (default sam2_demo)")
+    parser.add_argument("--variant", default="sam2_demo", type=variant_name,
+                        help="model variant (default sam2_demo)")
     parser.add_argument("--run-dir", required=True, help="folder for checkpoint.pt and log.jsonl")
     parser.add_argument("--resume", action="store_true",
                         help="continue from RUN_DIR/checkpoint.pt (same settings)")
     parser.add_argument("--init", default=None,
                         help="start from these weights (.safetensors/.pt) instead of random")
-    parser.add_argument("--steps", type=int, default=2000, help="total optimiser steps")
-    parser.add_argument("--budget-minutes", type=float, default=None,
+    parser.add_argument("--steps", type=positive_int, default=2000, help="total optimiser steps")
+    parser.add_argument("--budget-minutes", type=positive_float, default=None,
                         help="training-time budget of the whole run: the LR schedule and the "
                              "curriculum follow max(step/steps, time/budget)")
-    parser.add_argument("--minutes", type=float, default=None,
+    parser.add_argument("--minutes", type=positive_float, default=None,
                         help="stop after this many minutes of this session (then checkpoint)")
-    parser.add_argument("--stop-at-minutes", type=float, default=None,
+    parser.add_argument("--stop-at-minutes", type=positive_float, default=None,
                         help="stop when the run's training time reaches this many minutes, "
                              "counted over resumes (the schedule still follows --budget-minutes)")
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--warmup-steps", type=int, default=50)
-    parser.add_argument("--image-batch", type=int, default=4, help="images per image step")
-    parser.add_argument("--objects-per-image", type=int, default=6)
-    parser.add_argument("--video-batch", type=int, default=1, help="clips per video step")
-    parser.add_argument("--objects-per-clip", type=int, default=4)
-    parser.add_argument("--num-frames", type=int, default=8, help="frames per video clip")
-    parser.add_argument("--video-start", type=float, default=0.3,
+    parser.add_argument("--lr", type=positive_float, default=1e-3)
+    parser.add_argument("--warmup-steps", type=non_negative_int, default=50)
+    parser.add_argument("--image-batch", type=positive_int, default=4, help="images per image step")
+    parser.add_argument("--objects-per-image", type=positive_int, default=6)
+    parser.add_argument("--video-batch", type=positive_int, default=1, help="clips per video step")
+    parser.add_argument("--objects-per-clip", type=positive_int, default=4)
+    parser.add_argument("--num-frames", type=positive_int, default=8, help="frames per video clip")
+    parser.add_argument("--video-start", type=fraction, default=0.3,
                         help="fraction of steps before video steps begin")
-    parser.add_argument("--video-prob", type=float, default=0.5,
+    parser.add_argument("--video-prob", type=fraction, default=0.5,
                         help="share of video steps once they begin")
-    parser.add_argument("--max-corrections", type=int, default=2)
-    parser.add_argument("--box-noise", type=float, default=0.1,
+    parser.add_argument("--max-corrections", type=non_negative_int, default=2)
+    parser.add_argument("--box-noise", type=non_negative_float, default=0.1,
                         help="training boxes: each corner jittered by this x the box side "
                              "(default 0.1 as in SAM; 0 = tight boxes)")
-    parser.add_argument("--memory-dropout", type=float, default=None,
+    parser.add_argument("--memory-dropout", type=fraction_below_one, default=None,
                         help="dropout in memory attention while training (default: the "
                              "model's, 0.1 as in SAM 2; 0 trains video steps ~12%% faster on "
                              "CPU)")
-    parser.add_argument("--image-box-share", type=float, default=0.5,
+    parser.add_argument("--image-box-share", type=fraction, default=0.5,
                         help="share of box prompts on image steps (the rest are clicks)")
-    parser.add_argument("--cells-ramp", type=float, default=0.0,
+    parser.add_argument("--cells-ramp", type=fraction, default=0.0,
                         help="curriculum: fraction of the run over which clips grow from 1-2 "
                              "cells to 3-10 (0: no curriculum)")
-    parser.add_argument("--image-size", type=int, default=None,
+    parser.add_argument("--image-size", type=positive_int, default=None,
                         help="train at this input size instead of the variant's (same weight "
                              "shapes; e.g. a fast low-resolution first phase)")
     parser.add_argument("--init-exclude", default="",
@@ -73,13 +85,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tie-decoder-attention", type=float, default=None, metavar="SCALE",
                         help="start the mask decoder's cross-attentions with k_proj = q_proj "
                              "* SCALE (see training/init.py); applied after --init")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--checkpoint-every", type=float, default=300.0, help="seconds")
-    parser.add_argument("--log-every", type=int, default=10, help="print every N steps")
+    parser.add_argument("--seed", type=non_negative_int, default=0)
+    parser.add_argument("--device", type=device_name, default="auto",
+                        help="auto, cpu, cuda, cuda:N or mps")
+    parser.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
+    parser.add_argument("--checkpoint-every", type=positive_float, default=300.0, help="seconds")
+    parser.add_argument("--log-every", type=positive_int, default=10, help="print every N steps")
     parser.add_argument("--export", default=None,
                         help="write the final weights here (.safetensors) with a .json record")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace --export (and its .json record) if it exists")
 
 
 def _config_from_args(args):
@@ -140,12 +155,35 @@ def _printer(log_every: int, total: int):
     return show
 
 
+def _check_before_training(args, ckpt: Path) -> None:
+    """Every check that can fail, before any model is built (errors are raised; the entry point
+    prints them on one line)."""
+    from napari_sam2.model.device import choose_device
+    from napari_sam2.training.outputs import prepare_folder, prepare_output
+
+    if args.resume and not ckpt.is_file():
+        raise FileNotFoundError(f"--resume given but {ckpt} does not exist; leave out --resume "
+                                "to start a new run there")
+    if not args.resume and ckpt.is_file():
+        raise RefusedOverwriteError(f"{ckpt} exists; pass --resume to continue it or use "
+                                    "another --run-dir")
+    if args.init and not args.resume and not Path(args.init).expanduser().is_file():
+        raise FileNotFoundError(f"--init {args.init} does not exist; give a weights file "
+                                "(.safetensors/.pt) or leave --init out to start from random")
+    choose_device(args.device)
+    if args.export:
+        prepare_output(args.export, suffixes=(".safetensors",), overwrite=args.overwrite,
+                       option="--export")
+    prepare_folder(ckpt.parent, what="--run-dir")
+
+
 def run(args) -> int:
     if args.recipe:
         from napari_sam2.training.recipe import run_recipe
 
         return run_recipe(args.recipe, args.run_dir, export=args.export, threads=args.threads,
-                          device=None if args.device == "auto" else args.device)
+                          device=None if args.device == "auto" else args.device,
+                          overwrite=args.overwrite)
     import torch
 
     from napari_sam2.model import build_model
@@ -155,21 +193,15 @@ def run(args) -> int:
     from napari_sam2.training.export import export_weights
     from napari_sam2.training.trainer import Trainer
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     run_dir = Path(args.run_dir)
     ckpt = run_dir / "checkpoint.pt"
+    _check_before_training(args, ckpt)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     variant = args.variant
     config = _config_from_args(args)
     if args.resume:
-        if not ckpt.is_file():
-            print(f"error: --resume given but {ckpt} does not exist", file=sys.stderr)
-            return 2
         config, variant = Trainer.read_config(ckpt)
-    elif ckpt.is_file():
-        print(f"error: {ckpt} exists; pass --resume to continue it or use another --run-dir",
-              file=sys.stderr)
-        return 2
     device = choose_device(args.device)
     torch.manual_seed(config.seed)
     config_model = get_config(variant)

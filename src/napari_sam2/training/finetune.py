@@ -88,7 +88,7 @@ def finetune(stacks, *, variant: str = "sam2_demo", checkpoint=None,
              output: str | os.PathLike = "finetuned.safetensors", epochs: int = 5,
              steps_per_epoch: int = 50, lr: float = 1e-4, val_fraction: float = 0.2,
              num_frames: int = 8, objects_per_image: int = 8, image_batch: int = 2,
-             seed: int = 0, device=None, run_dir=None,
+             seed: int = 0, device=None, run_dir=None, overwrite: bool = False,
              log: Callable[[str], None] | None = print) -> FinetuneResult:
     """Fine-tune ``variant`` (weights from ``checkpoint``, or its usual source) on ``stacks``.
 
@@ -96,7 +96,9 @@ def finetune(stacks, *, variant: str = "sam2_demo", checkpoint=None,
         stacks: list of (images, labels) pairs: (H, W), (N, H, W) or RGB (…, 3) images and
             integer labels of the same shape (checked first, before loading any model).
         variant: model variant; ``checkpoint`` a local weights file (.safetensors/.pt).
-        output: where to write the fine-tuned weights (.safetensors, or .pt).
+        output: where to write the fine-tuned weights (.safetensors, or .pt). Its folder is
+            created and checked before training; an existing file (or its .json record) is
+            refused with RefusedOverwriteError unless ``overwrite``.
         epochs, steps_per_epoch: training length; validation runs after every epoch.
         val_fraction: share of the frames of each multi-frame stack held out.
         run_dir: optional folder for a resumable training checkpoint and a step log.
@@ -107,6 +109,7 @@ def finetune(stacks, *, variant: str = "sam2_demo", checkpoint=None,
     from napari_sam2.model import load_model
     from napari_sam2.training.datasets import StackClips
     from napari_sam2.training.export import export_weights
+    from napari_sam2.training.outputs import prepare_folder, prepare_output
     from napari_sam2.training.trainer import TrainConfig, Trainer
 
     if not stacks:
@@ -115,9 +118,10 @@ def finetune(stacks, *, variant: str = "sam2_demo", checkpoint=None,
     if epochs < 1 or steps_per_epoch < 1:
         raise ValueError(f"epochs and steps_per_epoch must be >= 1, got {epochs}, "
                          f"{steps_per_epoch}")
-    output = Path(output)
-    if output.suffix not in (".safetensors", ".pt", ".pth"):
-        raise ValueError(f"output must end in .safetensors or .pt, got {output}")
+    output = prepare_output(output, suffixes=(".safetensors", ".pt", ".pth"),
+                            overwrite=overwrite)
+    if run_dir is not None:
+        prepare_folder(run_dir, what="--run-dir")
     train, val, reused = split_stacks(checked, val_fraction)
     say = log or (lambda _msg: None)
     model = load_model(variant, checkpoint, device=device, progress=False)

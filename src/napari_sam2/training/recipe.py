@@ -70,13 +70,18 @@ def phase_argv(phase: dict, run_dir: Path, init: Path | None, *, threads: int | 
 
 def run_recipe(name: str | os.PathLike, run_dir: str | os.PathLike, *,
                export: str | os.PathLike | None = None, threads: int | None = None,
-               device: str | None = None) -> int:
-    """Run (or continue) every phase of a recipe; returns 0 on success or the failing code."""
+               device: str | None = None, overwrite: bool = False) -> int:
+    """Run (or continue) every phase of a recipe; returns 0 on success or the failing code.
+
+    ``export`` is checked before the first phase starts: it may replace only an earlier result
+    of the same recipe (its record names the recipe) unless ``overwrite``."""
     from napari_sam2.training import cli
     from napari_sam2.training.export import file_sha256
 
     recipe_name, phases = load_recipe(name)
     root = Path(run_dir)
+    if export is not None:
+        _check_export(Path(export), str(name), overwrite=overwrite)
     parser = argparse.ArgumentParser(prog="napari-sam2 train")
     cli.add_arguments(parser)
     init = None
@@ -99,9 +104,6 @@ def run_recipe(name: str | os.PathLike, run_dir: str | os.PathLike, *,
           f"weights {init}", flush=True)
     if export is not None:
         out = Path(export)
-        if out.suffix != ".safetensors":
-            raise ValueError(f"--export must end in .safetensors, got {out}")
-        out.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(init, out)
         record = {"variant": records[-1].get("variant"), "recipe": str(name),
                   "total_training_minutes": round(total_s / 60, 1),
@@ -112,3 +114,16 @@ def run_recipe(name: str | os.PathLike, run_dir: str | os.PathLike, *,
         out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
         print(f"exported {out}", flush=True)
     return 0
+
+
+def _check_export(out: Path, recipe: str, *, overwrite: bool) -> None:
+    """Refuse an ``--export`` that cannot be written, or that would replace weights this recipe
+    did not write (unless ``overwrite``), before any phase trains."""
+    from napari_sam2.training.outputs import prepare_output, record_of
+
+    try:
+        ours = json.loads(record_of(out).read_text()).get("recipe") == recipe
+    except (OSError, ValueError, AttributeError):
+        ours = False
+    prepare_output(out, suffixes=(".safetensors",), overwrite=overwrite or ours,
+                   option="--export")
