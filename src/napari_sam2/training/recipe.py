@@ -2,7 +2,9 @@
 
 A recipe is a JSON file with a ``"phases"`` list; each phase has ``"args"``, the options of one
 ``napari-sam2 train`` run without ``--run-dir``, ``--init`` and ``--export`` (the recipe
-supplies those). Phase ``i`` trains in ``RUN_DIR/phase<i>``, starts from phase ``i - 1``'s
+supplies those). Each phase becomes a :class:`~napari_sam2.training.run_config.TrainRun`
+(:func:`phase_run`) run by :func:`~napari_sam2.training.run.run_training`, the function the
+``train`` command calls. Phase ``i`` trains in ``RUN_DIR/phase<i>``, starts from phase ``i - 1``'s
 exported weights and exports ``RUN_DIR/phase<i>/weights.safetensors``. The last phase's
 weights are then copied to ``--export`` with a record of all phases.
 
@@ -15,13 +17,15 @@ interrupted phase resumes from its checkpoint.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
 from pathlib import Path
 
-__all__ = ["load_recipe", "phase_argv", "run_recipe"]
+from napari_sam2.errors import InvalidOptionError
+from napari_sam2.training.run_config import TrainRun
+
+__all__ = ["load_recipe", "phase_argv", "phase_run", "run_recipe"]
 
 _SUPPLIED = ("--run-dir", "--init", "--export", "--resume", "--recipe")
 
@@ -68,6 +72,16 @@ def phase_argv(phase: dict, run_dir: Path, init: Path | None, *, threads: int | 
     return argv
 
 
+def phase_run(phase: dict, run_dir: Path, init: Path | None, *, threads: int | None,
+              device: str | None) -> TrainRun:
+    """The :class:`TrainRun` of one phase (its ``args`` plus what the recipe supplies).
+
+    Raises:
+        InvalidOptionError: the phase's args hold an unknown option or a refused value.
+    """
+    return TrainRun.from_argv(phase_argv(phase, run_dir, init, threads=threads, device=device))
+
+
 def run_recipe(name: str | os.PathLike, run_dir: str | os.PathLike, *,
                export: str | os.PathLike | None = None, threads: int | None = None,
                device: str | None = None, overwrite: bool = False) -> int:
@@ -75,15 +89,18 @@ def run_recipe(name: str | os.PathLike, run_dir: str | os.PathLike, *,
 
     ``export`` is checked before the first phase starts: it may replace only an earlier result
     of the same recipe (its record names the recipe) unless ``overwrite``."""
-    from napari_sam2.training import cli
     from napari_sam2.training.export import file_sha256
+    from napari_sam2.training.run import run_training
 
     recipe_name, phases = load_recipe(name)
     root = Path(run_dir)
+    for i, phase in enumerate(phases, 1):  # every phase's options, before phase 1 trains
+        try:
+            phase_run(phase, root / f"phase{i}", None, threads=threads, device=device)
+        except InvalidOptionError as exc:
+            raise InvalidOptionError(f"recipe {name}, phase {i}: {exc}") from None
     if export is not None:
         _check_export(Path(export), str(name), overwrite=overwrite)
-    parser = argparse.ArgumentParser(prog="napari-sam2 train")
-    cli.add_arguments(parser)
     init = None
     records = []
     for i, phase in enumerate(phases, 1):
@@ -93,8 +110,8 @@ def run_recipe(name: str | os.PathLike, run_dir: str | os.PathLike, *,
             print(f"phase {i}/{len(phases)}: done before ({weights}), skipped", flush=True)
         else:
             print(f"phase {i}/{len(phases)}: {' '.join(map(str, phase['args']))}", flush=True)
-            code = cli.run(parser.parse_args(phase_argv(phase, phase_dir, init, threads=threads,
-                                                        device=device)))
+            code = run_training(phase_run(phase, phase_dir, init, threads=threads,
+                                          device=device))
             if code != 0:
                 return code
         records.append(json.loads(weights.with_suffix(".json").read_text()))
