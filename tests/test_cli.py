@@ -46,6 +46,11 @@ def place(tmp_path, monkeypatch):
     images, labels = make_cell_timelapse(n_frames=2, shape=(64, 64), n_cells=2, seed=1)
     tifffile.imwrite(tmp_path / "movie.tif", images)
     tifffile.imwrite(tmp_path / "labels.tif", labels)
+    tifffile.imwrite(tmp_path / "small_labels.tif", labels[:, :32])
+    tifffile.imwrite(tmp_path / "empty_labels.tif", labels * 0)
+    (tmp_path / "broken.tif").write_bytes(b"II*\x00 this is not really a tiff")
+    (tmp_path / "recipe.json").write_text("{not json")
+    (tmp_path / "list.json").write_text("[1, 2]")
     return tmp_path
 
 
@@ -88,6 +93,8 @@ BAD_INPUTS = {
     "export wrong suffix": (TRAIN + ["--export", "w.pt"], ["must end in .safetensors"]),
     "export is a folder": (TRAIN + ["--export", "."], ["is a folder"]),
     "unknown recipe": (TRAIN + ["--recipe", "nope"], ["'nope'", "neither a file"]),
+    "recipe not JSON": (TRAIN + ["--recipe", "recipe.json"], ["recipe.json", "JSON"]),
+    "recipe a list": (TRAIN + ["--recipe", "list.json"], ["list.json", "'phases' list"]),
     "epochs 0": (TUNE + ["--epochs", "0"], ["--epochs"]),
     "steps-per-epoch negative": (TUNE + ["--steps-per-epoch", "-1"], ["--steps-per-epoch"]),
     "val fraction 1": (TUNE + ["--val-fraction", "1"], ["--val-fraction"]),
@@ -98,6 +105,11 @@ BAD_INPUTS = {
     "output is a folder": (TUNE[:-1] + ["dir.safetensors"], ["is a folder"]),
     "missing images": (["finetune", "--images", "nope.tif", "--labels", "labels.tif",
                         "--output", "o.safetensors"], ["nope.tif", "does not exist"]),
+    "broken tiff": (["finetune", "--images", "broken.tif", "--labels", "labels.tif",
+                     "--output", "o.safetensors"], ["cannot read broken.tif", "no image data"]),
+    "labels of another shape": (TUNE[:4] + ["small_labels.tif"] + TUNE[5:],
+                                ["small_labels.tif", "shape"]),
+    "labels without objects": (TUNE[:4] + ["empty_labels.tif"] + TUNE[5:], ["no object"]),
     "unequal pairs": (TUNE + ["--images", "movie.tif"], ["2 --images but 1 --labels"]),
     "missing checkpoint": (TUNE + ["--checkpoint", "nope.pt"], ["nope.pt", "does not exist"]),
     "checkpoint not a checkpoint": (TUNE + ["--checkpoint", "fake.pt"],
@@ -221,8 +233,10 @@ def _subprocess(args, cwd):
     (TRAIN + ["--variant", "nope"], "unknown variant 'nope'"),
     (TRAIN + ["--device", "cuda:99"], "'cuda:99'"),
     (TUNE + ["--checkpoint", "fake.pt"], "fake.pt is not a checkpoint"),
+    (["finetune", "--images", "broken.tif", "--labels", "labels.tif", "--output", "o.pt"],
+     "cannot read broken.tif"),
     (["download", "sam2_hiera_tiny", "--cache-dir", "notes.txt"], "notes.txt is a file"),
-], ids=["threads", "variant", "device", "checkpoint", "cache"])
+], ids=["threads", "variant", "device", "checkpoint", "damaged tiff", "cache"])
 def test_real_process_prints_one_line_and_exits_non_zero(place, argv, fragment):
     result = _subprocess(argv, place)
     lines = [line for line in result.stderr.splitlines() if line.strip()]

@@ -43,8 +43,12 @@ def load_recipe(name: str | os.PathLike) -> tuple[str, list[dict]]:
         if path is None or not path.is_file():
             raise ValueError(f"recipe {name!r} is neither a file nor a shipped variant with a "
                              "record; pass a JSON file with a 'phases' list")
-    record = json.loads(path.read_text())
-    phases = record.get("phases")
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ValueError(f"recipe {path} cannot be read as JSON ({exc}); pass a JSON file with "
+                         "a 'phases' list") from None
+    phases = record.get("phases") if isinstance(record, dict) else None
     if not phases or not all(isinstance(p, dict) and isinstance(p.get("args"), list)
                              for p in phases):
         raise ValueError(f"{path}: a recipe needs a non-empty 'phases' list whose entries have "

@@ -27,9 +27,7 @@ def read_array(path: str | os.PathLike, *, labels: bool = False) -> np.ndarray:
     suffix = path.suffix.lower()
     try:
         if suffix in (".tif", ".tiff"):
-            import tifffile
-
-            return np.asarray(tifffile.imread(str(path)))
+            return _read_tiff(path)
         if suffix == ".npy":
             return np.load(path, allow_pickle=False)
         if path.is_dir() or suffix == ".zarr":
@@ -43,6 +41,24 @@ def read_array(path: str | os.PathLike, *, labels: bool = False) -> np.ndarray:
                          "array or OME-Zarr image, or a .npy file") from None
     raise ValueError(f"cannot read {path}: unsupported file type {suffix or '(none)'}; pass a "
                      ".tif/.tiff, a .zarr folder or a .npy file")
+
+
+def _read_tiff(path: Path) -> np.ndarray:
+    import logging
+
+    import tifffile
+
+    logger = logging.getLogger("tifffile")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)  # a damaged file is reported below, on one line
+    try:
+        array = np.asarray(tifffile.imread(str(path)))
+    finally:
+        logger.setLevel(level)
+    if array.size == 0:
+        raise ValueError(f"cannot read {path}: the TIFF holds no image data (damaged or "
+                         "truncated?); export the stack again")
+    return array
 
 
 def _read_zarr(path: Path, *, labels: bool) -> np.ndarray:
