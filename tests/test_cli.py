@@ -103,6 +103,8 @@ BAD_INPUTS = {
     "output under a file": (TUNE[:-1] + ["notes.txt/sub/o.safetensors"], ["notes.txt is a file"]),
     "output wrong suffix": (TUNE[:-1] + ["notes.txt"], ["must end in .safetensors"]),
     "output is a folder": (TUNE[:-1] + ["dir.safetensors"], ["is a folder"]),
+    "finetune run-dir under a file": (TUNE + ["--run-dir", "notes.txt/r"],
+                                      ["--run-dir notes.txt/r", "notes.txt is a file"]),
     "missing images": (["finetune", "--images", "nope.tif", "--labels", "labels.tif",
                         "--output", "o.safetensors"], ["nope.tif", "does not exist"]),
     "broken tiff": (["finetune", "--images", "broken.tif", "--labels", "labels.tif",
