@@ -158,3 +158,16 @@ def test_load_on_cuda(demo_files, demo_state_dict):
     model = load_model("sam2_demo", demo_files[1], device="cuda")
     assert next(model.parameters()).device.type == "cuda"
     _assert_loaded(model, demo_state_dict)
+
+
+def test_build_and_load_read_devices_alike():
+    """None and "auto" pick the same device in both; only the defaults differ (cpu / auto)."""
+    from napari_sam2.model.device import choose_device
+
+    best = choose_device("auto").type
+    assert next(build_model("sam2_demo", device=None).parameters()).device.type == best
+    assert next(build_model("sam2_demo", device="auto").parameters()).device.type == best
+    assert next(build_model("sam2_demo").parameters()).device.type == "cpu"
+    assert next(load_model("sam2_demo", device=None).parameters()).device.type == best
+    with pytest.raises(ValueError, match="unknown device"):
+        build_model("sam2_demo", device="tpu")

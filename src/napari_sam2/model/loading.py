@@ -31,7 +31,7 @@ def load_model(
     name: str,
     checkpoint: str | os.PathLike | None = None,
     *,
-    device: str | torch.device | None = None,
+    device: str | torch.device | None = "auto",
     cache_dir: str | os.PathLike | None = None,
     progress: ProgressCallback | bool | None = None,
 ) -> Sam2Model:
@@ -45,7 +45,8 @@ def load_model(
     Args:
         name: a registered variant (``napari_sam2.model.config.VARIANTS``).
         checkpoint: a local weights file, overriding the package and the download.
-        device: ``"auto"`` or ``None`` (CUDA, then MPS, then CPU), or any torch device.
+        device: ``"auto"`` (the default) or None: CUDA, then MPS, then CPU; or any torch
+            device. (:func:`build_model` takes the same values but defaults to ``"cpu"``.)
         cache_dir: the download cache folder (default ``$NAPARI_SAM2_CACHE`` or the user cache).
         progress: download progress: ``None``/``True`` a tqdm bar, ``False`` nothing, or a
             callable ``progress(downloaded_bytes, total_bytes)``.
