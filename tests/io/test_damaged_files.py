@@ -185,7 +185,7 @@ ZARR_CASES = [
     (_zarr_1d_array, "has 1 dimensions"),
     (_zarr_scale_length, "scale has 2 entries for a 3-D array"),
     (_zarr_scale_text, "OME metadata in zarr.json is malformed"),
-    (_zarr_provenance_not_dict, "OME metadata in zarr.json is malformed"),
+    (_zarr_provenance_not_dict, "malformed \\(TypeError: the 'napari_sam2' record is a str"),
     (_zarr_bad_colors, "OME metadata in zarr.json is malformed"),
     (_zarr_dataset_is_group, "'0' is not a zarr array"),
 ]

@@ -183,7 +183,7 @@ def test_existing_labels_group_of_an_image_keeps_its_entries(tmp_path):
     before = tree_snapshot(image_path / "labels" / "theirs")
 
     write_labels_zarr(image_path, _labels((2, 20, 24)), name="mine")
-    with pytest.raises(RefusedOverwriteError, match="theirs.*not written by napari-sam2"):
+    with pytest.raises(RefusedOverwriteError, match="theirs: it is a zarr group written by other software"):
         write_labels_zarr(image_path, _labels((2, 20, 24)), name="theirs")
 
     ome = json.loads((image_path / "labels" / "zarr.json").read_text())["attributes"]["ome"]
@@ -221,7 +221,7 @@ def test_zarr_never_replaces_what_is_not_ours(tmp_path):
     group = tmp_path / "group.zarr"
     zarr.open_group(str(group), mode="w", zarr_format=3).create_array(
         "x", shape=(3,), dtype="uint8")
-    _refused(group, write_labels_zarr, "zarr group not written by napari-sam2")
+    _refused(group, write_labels_zarr, "zarr group written by other software")
 
     v2 = tmp_path / "v2.zarr"
     zarr.open_group(str(v2), mode="w", zarr_format=2).attrs["multiscales"] = []

@@ -95,7 +95,7 @@ def describe_foreign(path: Path) -> str | None:
     if is_image(attrs):
         return "an OME-Zarr image"
     if PROVENANCE_KEY not in attrs or "image-label" not in _ome(attrs):
-        return "a zarr group not written by napari-sam2"
+        return "a zarr group written by other software"
     extra = entries - _OUR_ROOT
     if (path / "0").is_dir():
         extra |= {f"0/{p.name}" for p in (path / "0").iterdir() if p.name not in _OUR_ARRAY}
@@ -110,9 +110,10 @@ def check_replaceable(target: Path) -> None:
     what = describe_foreign(target)
     if what is not None:
         raise RefusedOverwriteError(
-            f"Refusing to save labels to {target}: it is {what}, not a label store written by "
-            "napari-sam2, and saving would replace it. Nothing was changed. Choose another "
-            "name, or move or delete it yourself first."
+            f"Refusing to save labels to {target}: it is {what}, and saving would replace it "
+            "(only label stores written by napari-sam2 and holding nothing else, or empty "
+            "folders, are replaced). Nothing was changed. Choose another name, or move or "
+            "delete it yourself first."
         )
 
 

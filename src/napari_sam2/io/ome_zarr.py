@@ -205,7 +205,11 @@ def _parse_group(where: Path, attrs: dict):
         axes_doc = ms.get("axes", [])
         axes = tuple(str(a["name"]) if isinstance(a, dict) else str(a) for a in axes_doc)
         units = tuple(a.get("unit") if isinstance(a, dict) else None for a in axes_doc)
-        record = dict(attrs.get(PROVENANCE_KEY, {}))
+        record = attrs.get(PROVENANCE_KEY, {})
+        if not isinstance(record, dict):
+            raise TypeError(f"the '{PROVENANCE_KEY}' record is a {type(record).__name__}, "
+                            "not an object")
+        record = dict(record)
         colors = {
             int(c["label-value"]): tuple(int(v) for v in c["rgba"])
             for c in (ome.get("image-label") or {}).get("colors", [])

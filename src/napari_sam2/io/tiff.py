@@ -142,9 +142,9 @@ def _check_replaceable(path: Path) -> None:
         what = _what_tiff(path)
     if what is not None:
         raise RefusedOverwriteError(
-            f"Refusing to save labels to {path}: it is {what}, not labels written by "
-            "napari-sam2, and saving would replace it. Nothing was changed. Choose another "
-            "name, or move or delete it yourself first."
+            f"Refusing to save labels to {path}: it is {what}, and saving would replace it "
+            "(only TIFF labels written by napari-sam2 are replaced). Nothing was changed. "
+            "Choose another name, or move or delete it yourself first."
         )
 
 
