@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from napari_sam2.errors import RefusedOverwriteError
 from napari_sam2.io import (
     find_label_image,
     is_our_tiff,
@@ -86,7 +87,7 @@ def test_zarr_reads_labels_inside_an_ome_zarr_image(tmp_path):
 
 
 def test_zarr_bad_input(tmp_path):
-    with pytest.raises(TypeError, match="integer dtype"):
+    with pytest.raises(ValueError, match="integer dtype"):
         write_labels_zarr(tmp_path / "f.zarr", np.zeros((4, 4), np.float32))
     with pytest.raises(ValueError, match="2 to 5 dimensions"):
         write_labels_zarr(tmp_path / "f.zarr", np.zeros((4,), np.int32))
@@ -97,7 +98,7 @@ def test_zarr_bad_input(tmp_path):
     with pytest.raises(ValueError, match="not an OME-Zarr"):
         read_labels_zarr(tmp_path / "plain")
     write_labels_zarr(tmp_path / "e.zarr", np.zeros((4, 4), np.int32))
-    with pytest.raises(FileExistsError):
+    with pytest.raises(RefusedOverwriteError, match="overwrite=False"):
         write_labels_zarr(tmp_path / "e.zarr", np.zeros((4, 4), np.int32), overwrite=False)
 
 
@@ -130,3 +131,17 @@ def test_tiff_is_ome_and_other_tiffs_are_not_ours(tmp_path):
     assert not is_our_tiff(tmp_path / "missing.tif")
     back, _ = read_labels_tiff(other)
     np.testing.assert_array_equal(back, lab)
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.uint64])
+def test_tiff_64bit_labels_round_trip(tmp_path, dtype):
+    """OME-TIFF has no 64-bit integers (napari's default labels dtype): stored as 32-bit, the
+    dtype restored on reading; values that do not fit are refused before writing."""
+    lab = _labels((3, 20, 24), dtype)
+    back, _ = read_labels_tiff(write_labels_tiff(tmp_path / "a.tif", lab))
+    assert back.dtype == dtype
+    np.testing.assert_array_equal(back, lab)
+    lab[0, 0, 0] = 2**40
+    with pytest.raises(ValueError, match="do not fit the .*32 that OME-TIFF can store.*zarr"):
+        write_labels_tiff(tmp_path / "b.tif", lab)
+    assert not (tmp_path / "b.tif").exists()

@@ -1,6 +1,10 @@
 """npe2 reader: our OME-Zarr labels (and any NGFF 0.5 label image) and our OME-TIFF labels.
 
 Other ``.zarr`` stores and other TIFFs are left to napari's builtin reader (we return None).
+A store or TIFF that claims to be labels but is damaged (unreadable ``zarr.json``, missing
+array, undecodable chunk, truncated pixels) is claimed, and reading it raises
+:class:`~napari_sam2.errors.DamagedFileError` with the file named and what to do, which napari
+shows to the user.
 """
 
 from __future__ import annotations
@@ -19,9 +23,13 @@ def napari_get_reader(path):
     path = Path(str(path).rstrip("/"))
     suffix = path.suffix.lower()
     if suffix == ".zarr":
-        from napari_sam2.io import find_label_image
+        from napari_sam2.io import find_label_image, looks_like_labels_zarr
 
-        return read_zarr if find_label_image(path) is not None else None
+        try:
+            ours = find_label_image(path) is not None or looks_like_labels_zarr(path)
+        except Exception:  # noqa: BLE001 - napari_get_reader must never raise
+            return None
+        return read_zarr if ours else None
     if suffix in (".tif", ".tiff"):
         from napari_sam2.io import is_our_tiff
 

@@ -25,7 +25,10 @@ def _with_suffix(path: str, suffixes: tuple[str, ...]) -> str:
 
 
 def write_zarr(path: str, data, attributes: dict) -> list[str]:
-    """Save one Labels layer as an OME-Zarr label image (``.zarr`` directory)."""
+    """Save one Labels layer as an OME-Zarr label image (``.zarr`` directory).
+
+    Saving to an OME-Zarr image writes ``image.zarr/labels/<layer name>`` beside the image's
+    arrays (see ``napari_sam2.io.labels_target``); the path really written is returned."""
     from napari_sam2.io import write_labels_zarr
 
     path = _with_suffix(str(path), (".zarr",))

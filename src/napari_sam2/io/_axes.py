@@ -8,10 +8,13 @@ record, and mapped here to valid NGFF names.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from napari_sam2._safe_write import json_text
 
 # default NGFF axis names for a labels array of 2..5 dims when the layer's names are not usable
 _DEFAULT_AXES = {
@@ -59,20 +62,38 @@ def layer_record(meta: LabelsMeta) -> dict:
 
 
 def check_labels_array(labels) -> np.ndarray:
-    """Return ``labels`` as a numpy integer array of 2..5 dims, or raise a clear error."""
+    """Return ``labels`` as a numpy integer array of 2..5 dims, or raise a ValueError that says
+    what to do (bool becomes uint8)."""
     arr = np.asarray(labels)
     if arr.dtype == bool:
         arr = arr.astype(np.uint8)
     if not np.issubdtype(arr.dtype, np.integer):
-        raise TypeError(
-            f"labels must have an integer dtype, got {arr.dtype}: round or cast them first "
+        raise ValueError(
+            f"labels must have an integer dtype, got {arr.dtype}: these look like an image or "
+            "probabilities, not labels; round or threshold them and cast them first "
             "(e.g. labels.astype(np.int32))"
         )
     if not 2 <= arr.ndim <= 5:
         raise ValueError(
-            f"labels must have 2 to 5 dimensions (..., y, x), got shape {arr.shape}"
+            f"labels must have 2 to 5 dimensions (..., y, x), got shape {arr.shape}: "
+            + ("add the missing axes (e.g. labels[None])" if arr.ndim < 2 else
+               "save one time point or channel at a time, or drop singleton axes")
         )
+    if arr.size == 0:
+        raise ValueError(f"labels are empty (shape {arr.shape}): there is nothing to save")
     return arr
+
+
+def _numpy_scalar(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def plain_json(obj, what: str):
+    """``obj`` as plain JSON values (numpy scalars become Python numbers); a ValueError naming
+    ``what`` when it cannot be saved as JSON. Call before writing anything."""
+    return json.loads(json_text(obj, what, default=_numpy_scalar))
 
 
 def _float_tuple(values, ndim: int, default: float, what: str) -> tuple[float, ...]:

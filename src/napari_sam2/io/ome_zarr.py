@@ -12,15 +12,23 @@ The scale and translation of the napari layer become the dataset's coordinate tr
 so the labels reopen at the same world position. :func:`read_labels_zarr` also reads the first
 label image of a standard OME-Zarr image (``image.zarr/labels/<name>``), e.g. one written by
 ``ome-zarr-py``; the optional ome-zarr packages are never needed.
+
+Saving is atomic and never destroys what is not ours (see ``docs/safety.md``): the store is
+written to a hidden sibling, re-opened and checked, then swapped in; an existing target that is
+not a napari-sam2 label store is refused (:class:`RefusedOverwriteError`); saving to an
+OME-Zarr *image* writes ``image.zarr/labels/<name>`` beside its arrays. Reading a damaged or
+unsupported store raises :class:`DamagedFileError` naming the file and what is wrong.
 """
 
 from __future__ import annotations
 
-import json
+import itertools
 from pathlib import Path
 
 import numpy as np
 
+from napari_sam2._safe_write import atomic_dir, json_text
+from napari_sam2.errors import DamagedFileError, RefusedOverwriteError
 from napari_sam2.io._axes import (
     LabelsMeta,
     _AXIS_TYPES,
@@ -28,10 +36,19 @@ from napari_sam2.io._axes import (
     frame_chunks,
     layer_record,
     make_meta,
+    plain_json,
 )
-
-NGFF_VERSION = "0.5"
-PROVENANCE_KEY = "napari_sam2"
+from napari_sam2.io._zarr_store import (
+    NGFF_VERSION,
+    PROVENANCE_KEY,
+    check_labels_group,
+    check_replaceable,
+    image_of,
+    labels_target,
+    load_json,
+    locate_label_image,
+    register_in_image,
+)
 
 # units NGFF accepts (UDUNITS-2 names) among those napari users commonly set
 _NGFF_UNITS = {
@@ -83,10 +100,12 @@ def write_labels_zarr(
     provenance: dict | None = None,
     overwrite: bool = True,
 ) -> str:
-    """Write a labels array as an NGFF 0.5 label image in a zarr v3 store.
+    """Write a labels array as an NGFF 0.5 label image in a zarr v3 store, atomically.
 
     Args:
-        path: target directory, conventionally ending in ``.zarr``.
+        path: target directory, conventionally ending in ``.zarr``. When it is an OME-Zarr
+            image (multiscales, no image-label) the labels go to ``path/labels/<name>`` (name
+            made folder-safe) and are listed in the image's ``labels`` group.
         labels: (..., Y, X) integer array, 2 to 5 dims (numpy, dask or zarr).
         scale, translate: per-dimension world scale and offset (napari's layer.scale/translate).
         name: layer name, stored as the multiscale name.
@@ -94,66 +113,145 @@ def write_labels_zarr(
             order) are used as the axes, others are kept only in the provenance record.
         units: per-dimension units; NGFF units (e.g. "micrometer") go into the axes.
         colors: optional {label value: (r, g, b, a) 0-255} for the ``image-label`` colours.
-        provenance: JSON-able dict stored under the ``napari_sam2`` attribute.
-        overwrite: replace an existing store at ``path`` (False: raise FileExistsError).
+        provenance: JSON-able dict stored under the ``napari_sam2`` attribute (numpy scalars
+            are converted; anything else that is not JSON raises ValueError before writing).
+        overwrite: replace an existing napari-sam2 label store at the target (False: raise
+            :class:`RefusedOverwriteError` whenever the target exists).
 
     Returns:
-        The path written, as a string.
-    """
-    import zarr
+        The path written (``path`` or ``path/labels/<name>``), as a string.
 
+    Raises:
+        ValueError: bad labels or attributes (nothing written).
+        RefusedOverwriteError: the target exists and is not a label store written by
+            napari-sam2 holding only its own files (nothing written).
+        OSError: the write failed (disk full...); the previous store is intact.
+    """
     arr = check_labels_array(labels)
     meta = make_meta(
         arr, scale=scale, translate=translate, name=name, axis_labels=axis_labels,
         units=units, provenance=provenance,
     )
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
-    root = zarr.open_group(str(path), mode="w", zarr_format=3)
-    data = root.create_array(
-        "0",
-        shape=arr.shape,
-        dtype=arr.dtype,
-        chunks=frame_chunks(arr.shape),
-        fill_value=0,
-        dimension_names=list(meta.axes),
-    )
-    data[...] = arr
     record = {**layer_record(meta), **meta.provenance}
-    root.attrs.update({"ome": _ngff_attrs(meta, colors), PROVENANCE_KEY: record})
-    return str(path)
+    attrs = plain_json(
+        {"ome": _ngff_attrs(meta, colors), PROVENANCE_KEY: record}, f"the metadata of {path}")
+    target = labels_target(path, meta.name)
+    if target.exists() and not overwrite:
+        raise RefusedOverwriteError(
+            f"{target} exists and overwrite=False: choose another name or pass overwrite=True")
+    check_replaceable(target)
+    if image_of(target) is not None:
+        check_labels_group(image_of(target))
 
+    def write(tmp: Path) -> None:
+        import zarr
 
-def _group_attrs(path: Path) -> dict | None:
-    """The attributes of the zarr v3 group at ``path``, or None if it is not one."""
-    try:
-        doc = json.loads((path / "zarr.json").read_text())
-    except (OSError, ValueError):
-        return None
-    if doc.get("node_type") != "group":
-        return None
-    return doc.get("attributes", {})
+        root = zarr.open_group(str(tmp), mode="w", zarr_format=3, attributes=attrs)
+        data = root.create_array(
+            "0", shape=arr.shape, dtype=arr.dtype, chunks=frame_chunks(arr.shape),
+            fill_value=0, dimension_names=list(meta.axes),
+        )
+        # one chunk per assignment: nothing is left writing in the background when a write
+        # fails (the temporary store can then be removed completely)
+        for block in itertools.product(*(
+            [slice(i, i + c) for i in range(0, n, c)] for n, c in zip(arr.shape, data.chunks)
+        )):
+            data[block] = arr[block]
+
+    def verify(tmp: Path) -> None:
+        import zarr
+
+        back = zarr.open_array(str(tmp / "0"), mode="r")
+        last = (-1,) * (arr.ndim - 2)
+        back_attrs = load_json(tmp / "zarr.json").get("attributes")
+        if back.shape != arr.shape or back.dtype != arr.dtype or \
+                not np.array_equal(back[last], arr[last]) or \
+                json_text(back_attrs, "attributes") != json_text(attrs, "attributes"):
+            raise OSError(f"the store written to {tmp} does not read back as written")
+
+    atomic_dir(target, write, verify)
+    register_in_image(target)
+    return str(target)
 
 
 def find_label_image(path) -> Path | None:
     """The directory of the NGFF label image stored at ``path`` (itself, or the first entry
     of its ``labels`` group), or None when ``path`` holds no NGFF labels. Never raises."""
-    path = Path(path)
-    attrs = _group_attrs(path)
-    if attrs is None:
+    try:
+        return locate_label_image(Path(path))
+    except (OSError, ValueError):
         return None
-    ome = attrs.get("ome", {})
-    if "image-label" in ome and ome.get("multiscales"):
-        return path
-    label_attrs = _group_attrs(path / "labels")
-    names = (label_attrs or {}).get("ome", {}).get("labels") or []
-    for name in names:
-        sub = path / "labels" / str(name)
-        sub_ome = (_group_attrs(sub) or {}).get("ome", {})
-        if sub_ome.get("multiscales"):
-            return sub
-    return None
+
+
+def _damaged(where: Path, what: str) -> DamagedFileError:
+    return DamagedFileError(
+        f"{where} is damaged: {what}. Restore it from a backup, or save the labels again.")
+
+
+def _parse_group(where: Path, attrs: dict):
+    """(ome, dataset path, scale, translate, axes, units, record, colors) from the group's
+    attributes, or a DamagedFileError saying what is malformed."""
+    try:
+        ome = attrs["ome"]
+        ms = ome["multiscales"][0]
+        dataset = ms["datasets"][0]
+        ds_path = str(dataset["path"])
+        scale = translate = None
+        for tf in dataset.get("coordinateTransformations", []):
+            if tf.get("type") == "scale":
+                scale = tuple(float(v) for v in tf["scale"])
+            elif tf.get("type") == "translation":
+                translate = tuple(float(v) for v in tf["translation"])
+        axes_doc = ms.get("axes", [])
+        axes = tuple(str(a["name"]) if isinstance(a, dict) else str(a) for a in axes_doc)
+        units = tuple(a.get("unit") if isinstance(a, dict) else None for a in axes_doc)
+        record = attrs.get(PROVENANCE_KEY, {})
+        if not isinstance(record, dict):
+            raise TypeError(f"the '{PROVENANCE_KEY}' record is a {type(record).__name__}, "
+                            "not an object")
+        record = dict(record)
+        colors = {
+            int(c["label-value"]): tuple(int(v) for v in c["rgba"])
+            for c in (ome.get("image-label") or {}).get("colors", [])
+        }
+        name = str(record.pop("name", ms.get("name", where.name)))
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+        raise _damaged(where, f"its OME metadata in zarr.json is malformed "
+                              f"({type(exc).__name__}: {exc})") from None
+    return ds_path, scale, translate, axes, units, record, colors, name
+
+
+def _read_array(where: Path, ds_path: str) -> np.ndarray:
+    import zarr
+
+    array_dir = where / ds_path
+    if not (array_dir / "zarr.json").exists():
+        raise _damaged(where, f"its label array '{ds_path}' is missing ({array_dir / 'zarr.json'}"
+                              " not found; was the store copied completely?)")
+    doc = load_json(array_dir / "zarr.json")
+    if doc.get("node_type") != "array":
+        raise _damaged(where, f"'{ds_path}' is not a zarr array")
+    try:
+        array = zarr.open_array(str(array_dir), mode="r")
+    except Exception as exc:  # noqa: BLE001 - zarr raises many types for bad metadata
+        raise _damaged(where, f"the metadata of its array '{ds_path}' is invalid "
+                              f"({type(exc).__name__}: {exc})") from None
+    kind = np.dtype(array.dtype)
+    if not (np.issubdtype(kind, np.integer) or kind == bool):
+        raise DamagedFileError(
+            f"{where} holds {kind} values, but labels must be integers: it is not a label "
+            "image; open it as an image with napari's own reader")
+    if not 2 <= array.ndim <= 5:
+        raise DamagedFileError(
+            f"{where} has {array.ndim} dimensions (shape {array.shape}); labels have 2 to 5 "
+            "(..., y, x)")
+    try:
+        return np.asarray(array[...])
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - codecs raise RuntimeError, ValueError...
+        raise _damaged(where, f"a chunk of its label array '{ds_path}' cannot be decoded "
+                              f"({type(exc).__name__}: {exc})") from None
 
 
 def read_labels_zarr(path) -> tuple[np.ndarray, LabelsMeta, dict[int, tuple[int, ...]]]:
@@ -164,48 +262,32 @@ def read_labels_zarr(path) -> tuple[np.ndarray, LabelsMeta, dict[int, tuple[int,
         the axes, scale, translate, name and provenance, and the ``image-label`` colours.
 
     Raises:
-        ValueError: when ``path`` holds no NGFF label image.
+        FileNotFoundError: nothing at ``path``.
+        DamagedFileError: ``path`` holds no readable NGFF label image; the message names the
+            file, what is wrong (no labels, malformed metadata, missing array, a chunk that
+            cannot be decoded, float values...) and what to do.
     """
-    import zarr
-
-    where = find_label_image(path)
-    if where is None:
-        raise ValueError(
-            f"{path} is not an OME-Zarr (NGFF 0.5) label image: expected a zarr v3 group with "
-            "'multiscales' and 'image-label' metadata, or an image with a 'labels' group"
-        )
-    group = zarr.open_group(str(where), mode="r")
-    attrs = dict(group.attrs)
-    ome = attrs["ome"]
-    ms = ome["multiscales"][0]
-    dataset = ms["datasets"][0]
-    labels = np.asarray(group[dataset["path"]][...])
+    where = locate_label_image(Path(path))
+    attrs = load_json(where / "zarr.json").get("attributes") or {}
+    ds_path, scale, translate, axes, units, record, colors, name = _parse_group(where, attrs)
+    labels = _read_array(where, ds_path)
     ndim = labels.ndim
-    scale, translate = [1.0] * ndim, [0.0] * ndim
-    for tf in dataset.get("coordinateTransformations", []):
-        if tf.get("type") == "scale":
-            scale = [float(v) for v in tf["scale"]]
-        elif tf.get("type") == "translation":
-            translate = [float(v) for v in tf["translation"]]
-    axes = tuple(str(a["name"]) if isinstance(a, dict) else str(a) for a in ms.get("axes", []))
-    units = tuple(a.get("unit") if isinstance(a, dict) else None for a in ms.get("axes", []))
-    record = dict(attrs.get(PROVENANCE_KEY, {}))
+    scale = scale or (1.0,) * ndim
+    translate = translate or (0.0,) * ndim
+    for what, values in (("scale", scale), ("translation", translate), ("axes", axes)):
+        if values and len(values) != ndim:
+            raise _damaged(where, f"its {what} has {len(values)} entries for a {ndim}-D array")
     axis_labels = record.pop("axis_labels", None)
     napari_units = record.pop("units", None)
-    name = record.pop("name", ms.get("name", where.name))
     for key in ("scale", "translate"):
         record.pop(key, None)
     meta = LabelsMeta(
         axes=axes or tuple(f"dim_{i}" for i in range(ndim)),
         scale=tuple(scale),
         translate=tuple(translate),
-        name=str(name),
+        name=name,
         axis_labels=tuple(axis_labels) if axis_labels else None,
         units=tuple(napari_units) if napari_units else (units if any(units) else None),
         provenance=record,
     )
-    colors = {
-        int(c["label-value"]): tuple(int(v) for v in c["rgba"])
-        for c in ome.get("image-label", {}).get("colors", [])
-    }
     return labels, meta, colors

@@ -108,7 +108,7 @@ def finetune(stacks, *, variant: str = "sam2_demo", checkpoint=None,
 
     from napari_sam2.model import load_model
     from napari_sam2.training.datasets import StackClips
-    from napari_sam2.training.export import export_weights
+    from napari_sam2.training.export import export_weights, save_torch_atomic
     from napari_sam2.training.outputs import prepare_folder, prepare_output
     from napari_sam2.training.trainer import TrainConfig, Trainer
 
@@ -166,8 +166,7 @@ def finetune(stacks, *, variant: str = "sam2_demo", checkpoint=None,
     if output.suffix == ".safetensors":
         export_weights(model, output, record)
     else:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"model": model.state_dict(), "record": record}, output)
+        save_torch_atomic({"model": model.state_dict(), "record": record}, output)
     say(f"wrote {output}")
     return FinetuneResult(output=output, steps=trainer.step, seconds=seconds, history=history,
                           validated_on_training_data=reused)

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from napari_sam2.training.export import save_torch_atomic
 from napari_sam2.training.prompts import check_prompt_probs
 from napari_sam2.training.tracking_loop import RolloutOptions, RolloutResult, rollout
 
@@ -232,8 +233,6 @@ class Trainer:
             if self.run_dir is None:
                 raise ValueError("Trainer.save needs a path when the trainer has no run_dir")
             path = self.run_dir / "checkpoint.pt"
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         state = {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -244,10 +243,7 @@ class Trainer:
             "numpy_rng": self.rng.bit_generator.state,
             "torch_gen": self.gen.get_state(),
         }
-        tmp = path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-        return path
+        return save_torch_atomic(state, path)
 
     def load_state(self, path: str | os.PathLike) -> None:
         """Restore weights, optimiser, step and random states from ``save``'s file."""
