@@ -22,6 +22,7 @@ import os
 import shutil
 from pathlib import Path
 
+from napari_sam2._safe_write import atomic_file, json_text, write_text_atomic
 from napari_sam2.errors import InvalidOptionError
 from napari_sam2.training.run_config import TrainRun
 
@@ -125,16 +126,26 @@ def run_recipe(name: str | os.PathLike, run_dir: str | os.PathLike, *,
           f"weights {init}", flush=True)
     if export is not None:
         out = Path(export)
-        shutil.copyfile(init, out)
         record = {"variant": records[-1].get("variant"), "recipe": str(name),
                   "total_training_minutes": round(total_s / 60, 1),
                   "phases": [{"phase": i, **{k: r[k] for k in ("command", "seed", "steps",
                                                                 "train_seconds") if k in r}}
                              for i, r in enumerate(records, 1)],
-                  "file": out.name, "bytes": out.stat().st_size, "sha256": file_sha256(out)}
-        out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
+                  "file": out.name, "bytes": init.stat().st_size, "sha256": file_sha256(init)}
+        # record first, then the weights, each swapped in whole (as export_weights does)
+        write_text_atomic(out.with_suffix(".json"),
+                          json_text(record, f"the record of {out}", indent=2) + "\n")
+        atomic_file(out, lambda tmp: shutil.copyfile(init, tmp),
+                    lambda tmp: _same_file_hash(tmp, record["sha256"]))
         print(f"exported {out}", flush=True)
     return 0
+
+
+def _same_file_hash(path: Path, sha256: str) -> None:
+    from napari_sam2.training.export import file_sha256
+
+    if file_sha256(path) != sha256:
+        raise OSError(f"the copy of the weights at {path} differs from the phase's file")
 
 
 def _check_export(out: Path, recipe: str, *, overwrite: bool) -> None:
