@@ -91,7 +91,7 @@ def _record(session, results):
     """Per propagated frame: the result, pointers (2, C) and conditioning flags (2,)."""
     out = []
     for r in results:
-        ptrs = np.stack([session._tracks[o].output(r.frame).obj_ptr[0].numpy()
+        ptrs = np.stack([session.state.tracks[o].output(r.frame).obj_ptr[0].numpy()
                          for o in r.obj_ids])
         cond = np.array([r.frame in session.conditioning_frames(o) for o in r.obj_ids])
         out.append((r, ptrs, cond))

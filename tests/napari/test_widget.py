@@ -187,10 +187,10 @@ def test_contrast_limits_are_the_intensity_range(sam, qtbot):
     c.prompts.add_point((0, 24, 32), True)
     wait_idle(qtbot, c)
     session = c.sessions.get(c.image_layer, c.current_ref(), create=False)
-    assert session._intensity_range == (400.0, 3200.0)
+    assert session.state.intensity_range == (400.0, 3200.0)
     c.image_layer.contrast_limits = (100, 1000)
     wait_idle(qtbot, c)
-    assert session._intensity_range == (100.0, 1000.0)
+    assert session.state.intensity_range == (100.0, 1000.0)
 
 
 def test_delete_object(sam, qtbot):
@@ -213,10 +213,10 @@ def test_deleting_prompt_points_resegments_the_frame(sam, qtbot):
     session = c.sessions.get(c.image_layer, c.current_ref(), create=False)
     points = c.prompts.points
     points.selected_data = {1}
-    assert session._tracks[1].points[0].labels.tolist() == [1, 0]
+    assert session.state.tracks[1].points[0].labels.tolist() == [1, 0]
     points.remove_selected()  # the user deletes the negative point
     wait_idle(qtbot, c)
-    assert session._tracks[1].points[0].labels.tolist() == [1]  # re-segmented without it
+    assert session.state.tracks[1].points[0].labels.tolist() == [1]  # re-segmented without it
     np.testing.assert_array_equal(c.labels_layer.data[0] == 1, session.result(0).mask_of(1))
     points.selected_data = {0}
     points.remove_selected()  # and the last one: the frame has no prompt left

@@ -129,7 +129,7 @@ def test_lazy_float_stack(make_napari_viewer, demo_model, qtbot):
     wait_idle(qtbot, c)
     session = c.sessions.get(c.image_layer, c.current_ref(), create=False)
     assert session.frames_with_output(1) == [0, 1, 2, 3]
-    assert session._intensity_range == (0.4, 3.2)
+    assert session.state.intensity_range == (0.4, 3.2)
 
 
 def test_undo_key_and_closing_the_widget(sam, qtbot):

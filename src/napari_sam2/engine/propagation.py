@@ -1,12 +1,13 @@
 """The propagation loop of ``TrackingSession`` (Meta's ``propagate_in_video``).
 
-``plan_propagation`` validates the request and fixes the frame order before anything changes;
-``run_propagation`` is the generator: it first moves pending prompt outputs into the memory
-banks (Meta's preflight), then for each frame runs the objects that have no conditioning
-output there (batched by memory size on GPUs, one by one on CPU), stores their outputs, evicts
-memories that fell out of the window and yields the frame's result. Each frame is committed as
-a whole under the session's lock, and nothing is held across a ``yield``, so closing the
-generator at any point leaves a consistent session.
+Both functions work on the session's ``TrackingState`` (``tracking_state.py``), never on the
+session itself. ``plan_propagation`` validates the request and fixes the frame order before
+anything changes; ``run_propagation`` is the generator: it first moves pending prompt outputs
+into the memory banks (Meta's preflight), then for each frame runs the objects that have no
+conditioning output there (batched by memory size on GPUs, one by one on CPU), stores their
+outputs, evicts memories that fell out of the window and yields the frame's result. Each frame
+is committed as a whole under the state's lock, and nothing is held across a ``yield``, so
+closing the generator at any point leaves a consistent session.
 """
 
 from __future__ import annotations
@@ -16,29 +17,32 @@ from collections.abc import Iterator
 
 import torch
 
+from napari_sam2.engine.object_track import ObjectTrack
+from napari_sam2.engine.tracking_state import TrackingState
 from napari_sam2.engine.types import FrameResult
 
 
-def plan_propagation(session, start, reverse, max_frames, obj_ids):
-    """Validate; return (tracks in id order, frame order)."""
-    if not session._tracks:
+def plan_propagation(state: TrackingState, start, reverse, max_frames,
+                     obj_ids) -> tuple[list[ObjectTrack], list[int]]:
+    """Validate (the caller holds ``state.lock``); return (tracks in id order, frame order)."""
+    if not state.tracks:
         raise ValueError("no objects to propagate: add points, a box or a mask first")
     if obj_ids is None:
-        ids = sorted(session._tracks)
+        ids = sorted(state.tracks)
     else:
-        ids = sorted({session._track(o).obj_id for o in obj_ids})
+        ids = sorted({state.track(o).obj_id for o in obj_ids})
         if not ids:
             raise ValueError("obj_ids is empty: pass None to propagate every object")
-    tracks = [session._tracks[i] for i in ids]
+    tracks = [state.tracks[i] for i in ids]
     missing = [t.obj_id for t in tracks if not t.conditioning_frames()]
     if missing:
         raise ValueError(f"objects {missing} have no prompts left: add points, a box or a mask "
                          "to them, or remove_object them")
-    n = session.num_frames
+    n = state.num_frames
     if start is None:
         start = min(t.conditioning_frames()[0] for t in tracks)
     else:
-        start = session._check_frame(start)
+        start = state.check_frame(start)
     # Meta's max_frame_num_to_track: k frames beyond start, so start..start+k (k+1 frames)
     if max_frames is not None:
         if isinstance(max_frames, bool) or int(max_frames) != max_frames or max_frames < 0:
@@ -67,51 +71,55 @@ def _chunks(members: list[int], device) -> list[list[int]]:
     return [members[i:i + size] for i in range(0, len(members), size)]
 
 
-def _step(session, tracks, frame: int, reverse: bool) -> FrameResult:
-    """Compute and commit one frame for ``tracks``."""
-    tracker = session._tracker
+def _step(state: TrackingState, tracks: list[ObjectTrack], frame: int,
+          reverse: bool) -> FrameResult:
+    """Compute and commit one frame for ``tracks`` (the caller holds ``state.lock``)."""
+    tracker = state.tracker
     direction = -1 if reverse else 1
     outs = [t.cond.get(frame) for t in tracks]
     shown = [None if o is None else o.low_res for o in outs]
     todo = [i for i, o in enumerate(outs) if o is None]
     if todo:
-        feats = session._frame_features(frame, store=False, direction=direction)
-        session._recent = (frame, feats)
+        feats = state.frame_features(frame, store=False, direction=direction)
+        state.recent = (frame, feats)
         groups = defaultdict(list)
         plans = {}
         for i in todo:
-            plans[i] = tracker.plan(tracks[i], frame, reverse, session.num_frames)
+            plans[i] = tracker.plan(tracks[i], frame, reverse, state.num_frames)
             groups[plans[i].shape_key].append(i)
-        with torch.inference_mode(), session._autocast():
+        with torch.inference_mode(), state.autocast():
             for group in groups.values():
-                for members in _chunks(group, session.device):
+                for members in _chunks(group, state.device):
                     new, logits = tracker.track(feats, [plans[i] for i in members],
                                                 [tracks[i] for i in members],
-                                                session.num_frames, session._memory_of)
+                                                state.num_frames, state.memory_of)
                     for k, (i, out) in enumerate(zip(members, new)):
                         outs[i] = out
                         shown[i] = logits[k:k + 1]
-    window = session.memory_window
+    window = state.memory_window
     for i, track in enumerate(tracks):
         if i in todo:
             track.non_cond[frame] = outs[i]
         track.tracked[frame] = reverse
         track.evict_memories(lambda t: abs(t - frame) <= window)
-    return session._result(frame, tracks, outs, shown)
+    return state.result(frame, tracks, outs, shown)
 
 
-def run_propagation(session, tracks, order, reverse: bool) -> Iterator[FrameResult]:
-    with session._lock:
-        for track in session._tracks.values():
+def run_propagation(state: TrackingState, tracks: list[ObjectTrack], order: list[int],
+                    reverse: bool) -> Iterator[FrameResult]:
+    """Yield the ``FrameResult`` of each frame of ``order`` for ``tracks`` (from
+    ``plan_propagation``), committing each frame to ``state`` before it is yielded."""
+    with state.lock:
+        for track in state.tracks.values():
             track.consolidate()
     try:
         for frame in order:
-            with session._lock:
-                if any(session._tracks.get(t.obj_id) is not t for t in tracks):
+            with state.lock:
+                if any(state.tracks.get(t.obj_id) is not t for t in tracks):
                     raise RuntimeError("objects were removed or the session was reset during "
                                        "propagation; start a new propagation")
-                result = _step(session, tracks, frame, reverse)
+                result = _step(state, tracks, frame, reverse)
             yield result
     finally:
-        session._recent = None
+        state.recent = None
 

@@ -11,23 +11,27 @@ three differences an annotation tool needs: frames are read lazily from any arra
 memories far from the current frame are evicted (their low-res logits stay, so they are
 recomputed exactly when needed), and corrections become conditioning frames by default
 (``corrections_as_conditioning=False`` gives Meta's default, which discards them).
+
+The session validates requests and handles prompts; the per-video state (tracks, features,
+lock) is a ``TrackingState`` (``tracking_state.py``) that it owns and passes to the
+propagation loop (``propagation.py``).
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 
 import numpy as np
 import torch
 
 from napari_sam2.engine import transforms as T
-from napari_sam2.engine.device import autocast
-from napari_sam2.engine.feature_cache import FeatureCache, FrameFeatures
+from napari_sam2.engine.feature_cache import FeatureCache
 from napari_sam2.engine.frames import ArrayFrames, ModelInputFrames
-from napari_sam2.engine.object_track import FrameOutput, ObjectTrack, PointPrompt
+from napari_sam2.engine.object_track import ObjectTrack, PointPrompt
 from napari_sam2.engine.prompts import check_box, check_points
+from napari_sam2.engine.propagation import plan_propagation, run_propagation
 from napari_sam2.engine.tracker import Tracker
+from napari_sam2.engine.tracking_state import TrackingState, check_obj_id
 from napari_sam2.engine.types import FrameResult
 
 
@@ -84,138 +88,105 @@ class TrackingSession:
 
     def _init(self, model, source, intensity_range, as_cond, cache_bytes, window, bf16):
         self.model = model
-        self._tracker = Tracker(model)
+        tracker = Tracker(model)
         cfg = model.config
         if isinstance(source, ModelInputFrames) and source.image_size != cfg.image_size:
             raise ValueError(f"images are {source.image_size}x{source.image_size} but the model "
                              f"takes {cfg.image_size}x{cfg.image_size}")
-        self._source = source
-        self._intensity_range = T.check_intensity_range(intensity_range)
+        rng = T.check_intensity_range(intensity_range)
         self.corrections_as_conditioning = bool(as_cond)
-        self._features = (cache_bytes if isinstance(cache_bytes, FeatureCache)
-                          else FeatureCache(cache_bytes))
+        features = (cache_bytes if isinstance(cache_bytes, FeatureCache)
+                    else FeatureCache(cache_bytes))
         if window is None:
             window = cfg.num_maskmem * cfg.memory_temporal_stride_for_eval
         if int(window) != window or window < 0:
             raise ValueError(f"memory_window must be a non-negative integer, got {window!r}")
-        self.memory_window = int(window)
-        self._bf16 = bf16
-        self._tracks: dict[int, ObjectTrack] = {}
-        self._lock = threading.RLock()
-        self._recent: tuple[int, FrameFeatures] | None = None  # last propagated frame
+        self._state = TrackingState(tracker=tracker, source=source, features=features,
+                                    intensity_range=rng, bfloat16=bf16,
+                                    memory_window=int(window))
 
     # ------------------------------------------------------------------ properties
     @property
+    def state(self) -> TrackingState:
+        """The per-video state shared with the propagation loop (see ``tracking_state.py``);
+        for inspection: change it only through the session's methods."""
+        return self._state
+
+    @property
+    def memory_window(self) -> int:
+        """Memories of tracked frames farther than this from the frame being processed are
+        evicted (read at every propagated frame)."""
+        return self._state.memory_window
+
+    @memory_window.setter
+    def memory_window(self, value: int) -> None:
+        self._state.memory_window = value
+
+    @property
     def num_frames(self) -> int:
-        return self._source.num_frames
+        return self._state.num_frames
 
     @property
     def frame_shape(self) -> tuple[int, int]:
-        return tuple(self._source.frame_shape)
+        return self._state.frame_shape
 
     @property
     def obj_ids(self) -> list[int]:
-        with self._lock:
-            return sorted(self._tracks)
+        with self._state.lock:
+            return sorted(self._state.tracks)
 
     @property
     def device(self) -> torch.device:
-        return self._tracker.device
+        return self._state.device
 
     @property
     def feature_cache(self) -> FeatureCache:
         """The LRU cache of image features (see ``encode_frame``)."""
-        return self._features
+        return self._state.features
 
     def frames_with_output(self, obj_id: int) -> list[int]:
         """Frames on which ``obj_id`` has a mask (prompted or tracked), sorted."""
-        with self._lock:
-            return self._track(obj_id).frames_with_output()
+        with self._state.lock:
+            return self._state.track(obj_id).frames_with_output()
 
     def conditioning_frames(self, obj_id: int) -> list[int]:
         """Frames that condition ``obj_id``'s tracking (prompted frames, and corrections when
         ``corrections_as_conditioning``), sorted."""
-        with self._lock:
-            return self._track(obj_id).conditioning_frames()
+        with self._state.lock:
+            return self._state.track(obj_id).conditioning_frames()
 
     def prompt_frames(self, obj_id: int) -> list[int]:
         """Frames on which ``obj_id`` has points, a box or a mask."""
-        with self._lock:
-            return self._track(obj_id).prompt_frames()
+        with self._state.lock:
+            return self._state.track(obj_id).prompt_frames()
 
     def memory_stats(self) -> dict[str, int]:
         """Bytes held: ``outputs`` (logits, pointers, memories) and ``features`` (cache)."""
-        with self._lock:
-            outs = sum(o.nbytes for t in self._tracks.values()
+        st = self._state
+        with st.lock:
+            outs = sum(o.nbytes for t in st.tracks.values()
                        for d in (t.cond, t.non_cond, t.temp_cond, t.temp_non_cond)
                        for o in d.values())
-            mems = sum(1 for t in self._tracks.values() for d in (t.cond, t.non_cond)
+            mems = sum(1 for t in st.tracks.values() for d in (t.cond, t.non_cond)
                        for o in d.values() if o.memory is not None)
-        return {"outputs": int(outs), "features": self._features.nbytes, "memories": mems}
+        return {"outputs": int(outs), "features": st.features.nbytes, "memories": mems}
 
     # ------------------------------------------------------------------ features
-    def _autocast(self):
-        return autocast(self.device, enabled=self._bf16)
-
-    def _compute_features(self, frame: int, direction: int = 1) -> FrameFeatures:
-        x = self._source.model_input(frame, direction, image_size=self._tracker.image_size,
-                                     device=self.device, intensity_range=self._intensity_range)
-        with torch.inference_mode(), self._autocast():
-            return self._tracker.encode(x)
-
-    def _frame_features(self, frame: int, *, store: bool, direction: int = 1) -> FrameFeatures:
-        recent = self._recent
-        if recent is not None and recent[0] == frame:
-            return recent[1]
-        return self._features.get_or_compute(
-            frame, lambda: self._compute_features(frame, direction), store=store)
-
     def encode_frame(self, frame: int) -> None:
         """Compute and cache ``frame``'s image features (thread-safe; for prefetching)."""
-        f = self._check_frame(frame)
-        self._frame_features(f, store=True)
+        f = self._state.check_frame(frame)
+        self._state.frame_features(f, store=True)
 
     def set_intensity_range(self, intensity_range) -> None:
         """Change the intensity mapping; cached features are dropped, outputs are kept."""
-        if isinstance(self._source, ModelInputFrames):
+        st = self._state
+        if isinstance(st.source, ModelInputFrames):
             raise ValueError("a session over model-ready inputs has no intensity mapping")
         rng = T.check_intensity_range(intensity_range)
-        with self._lock:
-            self._intensity_range = rng
-            self._recent = None
-            self._features.clear()
-
-    # ------------------------------------------------------------------ validation
-    def _check_frame(self, frame) -> int:
-        if isinstance(frame, (bool, np.bool_)) or not isinstance(frame, (int, np.integer)):
-            raise TypeError(f"frame must be an integer index, got {frame!r}")
-        f = int(frame)
-        if not 0 <= f < self.num_frames:
-            raise ValueError(f"frame {f} is out of range: the stack has frames "
-                             f"0..{self.num_frames - 1}")
-        return f
-
-    @staticmethod
-    def _check_obj_id(obj_id) -> int:
-        if isinstance(obj_id, (bool, np.bool_)) or not isinstance(obj_id, (int, np.integer)):
-            raise TypeError(f"obj_id must be an integer, got {obj_id!r}")
-        return int(obj_id)
-
-    def _track(self, obj_id) -> ObjectTrack:
-        oid = self._check_obj_id(obj_id)
-        track = self._tracks.get(oid)
-        if track is None:
-            raise ValueError(f"unknown object {oid}; known objects: {sorted(self._tracks)}")
-        return track
-
-    # ------------------------------------------------------------------ memory bank
-    def _memory_of(self, track: ObjectTrack, frame: int) -> torch.Tensor:
-        """Memory features of ``frame`` in ``track``'s bank, recomputed if evicted."""
-        out = track.bank_output(frame)
-        if out.memory is None:
-            feats = self._frame_features(frame, store=False)
-            out.memory = self._tracker.encode_memory(feats, out)
-        return out.memory
+        with st.lock:
+            st.intensity_range = rng
+            st.recent = None
+            st.features.clear()
 
     # ------------------------------------------------------------------ prompts
     def _prompt(self, frame, obj_id, compute) -> FrameResult:
@@ -224,23 +195,24 @@ class TrackingSession:
         ``compute(feats, track, is_init, reverse, prev_logits)`` returns the ``FrameOutput``
         and a function that commits the prompt to the track. Nothing changes on error.
         """
-        f = self._check_frame(frame)
-        oid = self._check_obj_id(obj_id)
-        with self._lock:
-            track = self._tracks.get(oid) or ObjectTrack(oid)
+        st = self._state
+        f = st.check_frame(frame)
+        oid = check_obj_id(obj_id)
+        with st.lock:
+            track = st.tracks.get(oid) or ObjectTrack(oid)
             is_init = f not in track.tracked
             reverse = False if is_init else track.tracked[f]
             as_cond = is_init or self.corrections_as_conditioning
             temp = track.temp_cond if as_cond else track.temp_non_cond
             prev = temp.get(f) or track.cond.get(f) or track.non_cond.get(f)
-            feats = self._frame_features(f, store=True)
-            with torch.inference_mode(), self._autocast():
+            feats = st.frame_features(f, store=True)
+            with torch.inference_mode(), st.autocast():
                 out, commit = compute(feats, track, is_init, reverse,
                                       None if prev is None else prev.low_res)
             commit()
             track.store_prompt_output(f, out, as_cond)
-            self._tracks[oid] = track
-            return self._result(f, [t for _, t in sorted(self._tracks.items())])
+            st.tracks[oid] = track
+            return st.result(f, [t for _, t in sorted(st.tracks.items())])
 
     def add_points(self, frame: int, obj_id: int, points, labels, *, clear: bool = True,
                    box=None) -> FrameResult:
@@ -261,7 +233,8 @@ class TrackingSession:
             raise ValueError("no prompt: pass points (N, 2) (row, col) with labels, or a box")
         if bx is not None and not clear:
             raise ValueError("a box must come first: use clear=True when passing a box")
-        S = self._tracker.image_size
+        tracker = self._state.tracker
+        S = tracker.image_size
         coords, codes = [], []
         if bx is not None:
             coords.append(T.box_to_model_points(bx, hw, S))
@@ -270,15 +243,15 @@ class TrackingSession:
             coords.append(T.points_to_model(pts, hw, S))
             codes.append(lab.astype(np.int32))
         new = PointPrompt(np.concatenate(coords), np.concatenate(codes))
-        f = self._check_frame(frame)
+        f = self._state.check_frame(frame)
 
         def compute(feats, track, is_init, reverse, prev_logits):
             old = track.points.get(f)
             prompt = new if clear or old is None else old.extended(new.coords, new.labels)
-            out = self._tracker.points(
+            out = tracker.points(
                 feats, track, f, coords=prompt.coords, labels=prompt.labels,
                 prev_logits=prev_logits, is_init=is_init, reverse=reverse,
-                num_frames=self.num_frames, memory_of=self._memory_of)
+                num_frames=self.num_frames, memory_of=self._state.memory_of)
 
             def commit():
                 track.points[f] = prompt
@@ -304,11 +277,12 @@ class TrackingSession:
             if not np.isin(m, (0, 1)).all():
                 raise ValueError("mask values must be 0/1 (or bool); threshold it first")
             m = m.astype(bool)
-        f = self._check_frame(frame)
+        st = self._state
+        f = st.check_frame(frame)
 
         def compute(feats, track, is_init, reverse, prev_logits):
-            out = self._tracker.mask(feats, track, f, mask=m, is_init=is_init, reverse=reverse,
-                                     num_frames=self.num_frames, memory_of=self._memory_of)
+            out = st.tracker.mask(feats, track, f, mask=m, is_init=is_init, reverse=reverse,
+                                  num_frames=self.num_frames, memory_of=st.memory_of)
 
             def commit():
                 track.points.pop(f, None)
@@ -318,42 +292,20 @@ class TrackingSession:
         return self._prompt(f, obj_id, compute)
 
     # ------------------------------------------------------------------ results
-    def _result(self, frame: int, tracks, outs=None, logits=None) -> FrameResult:
-        """FrameResult of ``frame`` for ``tracks`` that have an output there.
-
-        ``outs`` / ``logits``: per track, outputs and (1, 1, 4h, 4w) logits to show instead of
-        the stored ones (the float32 values of a step just computed).
-        """
-        ids, lows, scores = [], [], []
-        for i, track in enumerate(tracks):
-            out = outs[i] if outs is not None else track.output(frame)
-            if out is None:
-                continue
-            ids.append(track.obj_id)
-            low = logits[i] if logits is not None else out.low_res
-            lows.append(low.float())
-            scores.append(float(out.score.reshape(-1)[0]))
-        h, w = self.frame_shape
-        if not ids:
-            return FrameResult(frame, [], np.zeros((0, h, w), np.float32),
-                               np.zeros((0,), np.float32))
-        with torch.inference_mode():
-            logits = T.upsample_logits(torch.cat(lows), (h, w))[:, 0]  # (N, H, W)
-        return FrameResult(frame, ids, logits.cpu().numpy().astype(np.float32, copy=False),
-                           np.asarray(scores, np.float32))
-
     def result(self, frame: int, obj_ids=None) -> FrameResult:
         """The current outputs on ``frame`` (no computation)."""
-        f = self._check_frame(frame)
-        with self._lock:
-            ids = self.obj_ids if obj_ids is None else [self._track(o).obj_id for o in obj_ids]
-            return self._result(f, [self._tracks[o] for o in ids])
+        st = self._state
+        f = st.check_frame(frame)
+        with st.lock:
+            ids = self.obj_ids if obj_ids is None else [st.track(o).obj_id for o in obj_ids]
+            return st.result(f, [st.tracks[o] for o in ids])
 
     # ------------------------------------------------------------------ objects
     def remove_object(self, obj_id: int) -> None:
         """Forget an object: its prompts and outputs."""
-        with self._lock:
-            self._tracks.pop(self._track(obj_id).obj_id)
+        st = self._state
+        with st.lock:
+            st.tracks.pop(st.track(obj_id).obj_id)
 
     def clear_frame(self, frame: int, obj_id: int | None = None) -> None:
         """Remove the prompts on ``frame`` (of one object, or of all).
@@ -361,16 +313,17 @@ class TrackingSession:
         A conditioning output there becomes a plain tracked output that the next propagation
         over the frame recomputes.
         """
-        f = self._check_frame(frame)
-        with self._lock:
-            tracks = list(self._tracks.values()) if obj_id is None else [self._track(obj_id)]
+        st = self._state
+        f = st.check_frame(frame)
+        with st.lock:
+            tracks = list(st.tracks.values()) if obj_id is None else [st.track(obj_id)]
             for track in tracks:
                 track.clear_frame(f)
 
     def reset(self) -> None:
         """Forget all objects, prompts and outputs (cached features are kept)."""
-        with self._lock:
-            self._tracks.clear()
+        with self._state.lock:
+            self._state.tracks.clear()
 
     # ------------------------------------------------------------------ propagation
     def propagate(self, start: int | None = None, *, reverse: bool = False,
@@ -392,8 +345,6 @@ class TrackingSession:
         Closing the generator stops after the last yielded frame; all frames done are kept
         and the session stays usable.
         """
-        from napari_sam2.engine.propagation import plan_propagation, run_propagation
-
-        with self._lock:
-            tracks, order = plan_propagation(self, start, reverse, max_frames, obj_ids)
-        return run_propagation(self, tracks, order, bool(reverse))
+        with self._state.lock:
+            tracks, order = plan_propagation(self._state, start, reverse, max_frames, obj_ids)
+        return run_propagation(self._state, tracks, order, bool(reverse))

@@ -1,0 +1,159 @@
+"""TrackingState: what a ``TrackingSession`` and its propagation loop share.
+
+The session creates one state and owns it: prompts (``session.py``) and the propagation loop
+(``propagation.py``) each read and change it only through the fields and methods below, so
+either module can change without the other.
+
+Who changes what:
+
+* ``tracks``: the session adds, removes and clears objects and stores prompt outputs; the loop
+  consolidates prompt outputs into the banks, stores tracked outputs and evicts memories.
+* ``recent``: the loop sets it to the frame it is processing (so that a prompt on that frame
+  reuses its features) and clears it when it ends; the session clears it when the intensity
+  mapping changes.
+* ``intensity_range`` and ``features``: changed only by the session (``set_intensity_range``).
+* ``memory_window``: read by the loop at every frame; the session's ``memory_window`` attribute
+  is this field.
+* ``tracker``, ``source``, ``bfloat16``: fixed at construction.
+
+``tracks`` and the outputs in them are read and changed only under ``lock``. ``recent`` is
+replaced as a whole (one tuple), so ``frame_features`` may read it without the lock (prefetching
+from another thread) and sees either the old or the new frame.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from napari_sam2.engine import transforms as T
+from napari_sam2.engine.device import autocast
+from napari_sam2.engine.feature_cache import FeatureCache, FrameFeatures
+from napari_sam2.engine.frames import ArrayFrames, ModelInputFrames
+from napari_sam2.engine.object_track import ObjectTrack
+from napari_sam2.engine.tracker import Tracker
+from napari_sam2.engine.types import FrameResult
+
+
+def check_obj_id(obj_id) -> int:
+    """``obj_id`` as an int, or a TypeError."""
+    if isinstance(obj_id, (bool, np.bool_)) or not isinstance(obj_id, (int, np.integer)):
+        raise TypeError(f"obj_id must be an integer, got {obj_id!r}")
+    return int(obj_id)
+
+
+@dataclass(eq=False)
+class TrackingState:
+    """The per-video state of a tracking session.
+
+    Attributes:
+        tracker: the model steps (``Tracker``; holds no per-video state).
+        source: the frames (``ArrayFrames`` or ``ModelInputFrames``).
+        features: LRU cache of image features of prompted / encoded frames.
+        intensity_range: (lo, hi) mapped to 0 and 1, or None (per frame, as ``ImagePredictor``).
+        bfloat16: None: bfloat16 autocast on CUDA GPUs that support it; False: float32.
+        memory_window: memories of tracked frames farther than this from the frame being
+            processed are evicted.
+        tracks: object id -> ``ObjectTrack`` (prompts, outputs, memory bank).
+        lock: guards ``tracks`` and the outputs in them (re-entrant).
+        recent: (frame, features) of the frame being propagated, which propagation does not
+            put in ``features``; None outside a propagation step.
+    """
+
+    tracker: Tracker
+    source: ArrayFrames | ModelInputFrames
+    features: FeatureCache
+    intensity_range: tuple[float, float] | None
+    bfloat16: bool | None
+    memory_window: int
+    tracks: dict[int, ObjectTrack] = field(default_factory=dict)
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    recent: tuple[int, FrameFeatures] | None = None
+
+    # ------------------------------------------------------------------ frames
+    @property
+    def num_frames(self) -> int:
+        return self.source.num_frames
+
+    @property
+    def frame_shape(self) -> tuple[int, int]:
+        return tuple(self.source.frame_shape)
+
+    @property
+    def device(self) -> torch.device:
+        return self.tracker.device
+
+    def check_frame(self, frame) -> int:
+        """``frame`` as an int in 0 .. num_frames - 1, or a TypeError / ValueError."""
+        if isinstance(frame, (bool, np.bool_)) or not isinstance(frame, (int, np.integer)):
+            raise TypeError(f"frame must be an integer index, got {frame!r}")
+        f = int(frame)
+        if not 0 <= f < self.num_frames:
+            raise ValueError(f"frame {f} is out of range: the stack has frames "
+                             f"0..{self.num_frames - 1}")
+        return f
+
+    def track(self, obj_id) -> ObjectTrack:
+        """The track of ``obj_id``; ValueError for an unknown object."""
+        oid = check_obj_id(obj_id)
+        track = self.tracks.get(oid)
+        if track is None:
+            raise ValueError(f"unknown object {oid}; known objects: {sorted(self.tracks)}")
+        return track
+
+    # ------------------------------------------------------------------ features
+    def autocast(self):
+        """The autocast context of the model steps (bfloat16 per ``bfloat16``)."""
+        return autocast(self.device, enabled=self.bfloat16)
+
+    def _compute_features(self, frame: int, direction: int) -> FrameFeatures:
+        x = self.source.model_input(frame, direction, image_size=self.tracker.image_size,
+                                    device=self.device, intensity_range=self.intensity_range)
+        with torch.inference_mode(), self.autocast():
+            return self.tracker.encode(x)
+
+    def frame_features(self, frame: int, *, store: bool, direction: int = 1) -> FrameFeatures:
+        """Image features of ``frame``: ``recent`` if it is that frame, else from the cache
+        (computed on a miss, and kept there when ``store``). ``direction``: the way frames are
+        being read (for read-ahead)."""
+        recent = self.recent
+        if recent is not None and recent[0] == frame:
+            return recent[1]
+        return self.features.get_or_compute(
+            frame, lambda: self._compute_features(frame, direction), store=store)
+
+    def memory_of(self, track: ObjectTrack, frame: int) -> torch.Tensor:
+        """Memory features of ``frame`` in ``track``'s bank, recomputed if evicted."""
+        out = track.bank_output(frame)
+        if out.memory is None:
+            feats = self.frame_features(frame, store=False)
+            out.memory = self.tracker.encode_memory(feats, out)
+        return out.memory
+
+    # ------------------------------------------------------------------ results
+    def result(self, frame: int, tracks, outs=None, logits=None) -> FrameResult:
+        """FrameResult of ``frame`` for ``tracks`` that have an output there.
+
+        ``outs`` / ``logits``: per track, outputs and (1, 1, 4h, 4w) logits to show instead of
+        the stored ones (the float32 values of a step just computed).
+        """
+        ids, lows, scores = [], [], []
+        for i, track in enumerate(tracks):
+            out = outs[i] if outs is not None else track.output(frame)
+            if out is None:
+                continue
+            ids.append(track.obj_id)
+            low = logits[i] if logits is not None else out.low_res
+            lows.append(low.float())
+            scores.append(float(out.score.reshape(-1)[0]))
+        h, w = self.frame_shape
+        if not ids:
+            return FrameResult(frame, [], np.zeros((0, h, w), np.float32),
+                               np.zeros((0,), np.float32))
+        with torch.inference_mode():
+            logits = T.upsample_logits(torch.cat(lows), (h, w))[:, 0]  # (N, H, W)
+        return FrameResult(frame, ids, logits.cpu().numpy().astype(np.float32, copy=False),
+                           np.asarray(scores, np.float32))
