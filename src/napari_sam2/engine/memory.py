@@ -1,5 +1,9 @@
 """Which memories a frame attends to: pure index arithmetic, no tensors.
 
+The one implementation of memory selection: the engine's ``Tracker`` (inference) and the
+training rollout (``training/tracking_loop.py``) both call ``plan_from_config``, so training
+attends to exactly the frames, temporal positions and pointer distances that inference does.
+
 Semantics of Meta's Dec-2024 video predictor (``SAM2Base._prepare_memory_conditioned_features``
 and ``select_closest_cond_frames``), pulled out of the tensor code so that it can be tested on
 its own. ``d`` is the direction of travel: +1 forward, -1 in reverse.
@@ -196,3 +200,33 @@ def plan_memory(
                               max_obj_ptrs=max_obj_ptrs, reverse=reverse, signed=signed,
                               only_past=only_past)
     return MemoryPlan(int(frame), tuple(spatial), tuple(pointers))
+
+
+def plan_from_config(
+    config,
+    frame: int,
+    cond_frames: Iterable[int],
+    other_frames: Iterable[int],
+    *,
+    num_frames: int,
+    reverse: bool = False,
+) -> MemoryPlan:
+    """``plan_memory`` with every rule taken from a model config (inference and training).
+
+    Args:
+        config: a ``Sam2Config`` (``num_maskmem``, ``memory_temporal_stride_for_eval``,
+            ``max_cond_frames_in_attn``, ``max_obj_ptrs_in_encoder``,
+            ``use_signed_tpos_enc_to_obj_ptrs``, ``only_obj_ptrs_in_the_past_for_eval``).
+        frame: the frame being segmented.
+        cond_frames: the object's conditioning frames (with outputs in its bank).
+        other_frames: the object's non-conditioning frames with outputs.
+        num_frames: length of the stack (or training clip).
+        reverse: tracking direction.
+    """
+    return plan_memory(
+        frame, cond_frames, other_frames, num_frames=num_frames,
+        num_maskmem=config.num_maskmem, stride=config.memory_temporal_stride_for_eval,
+        max_cond_frames=config.max_cond_frames_in_attn,
+        max_obj_ptrs=config.max_obj_ptrs_in_encoder, reverse=reverse,
+        signed=config.use_signed_tpos_enc_to_obj_ptrs,
+        only_past=config.only_obj_ptrs_in_the_past_for_eval)

@@ -19,13 +19,52 @@ import torch
 import torch.nn.functional as F
 
 from napari_sam2.engine.feature_cache import FrameFeatures
-from napari_sam2.engine.memory import MemoryPlan, plan_memory, pointer_max_distance
+from napari_sam2.engine.memory import MemoryPlan, plan_from_config, pointer_max_distance
 from napari_sam2.engine.object_track import FrameOutput, ObjectTrack
 
 LOW_RES_CLAMP = 32.0  # previous logits fed back as a mask prompt are clamped (Meta)
 TRACKED_LOGITS_DTYPE = torch.float16  # storage of tracked frames' low-res logits
 
 MemoryGetter = Callable[[ObjectTrack, int], torch.Tensor]
+
+
+def memory_tokens(model, plan: MemoryPlan, num_frames: int,
+                  spatial_of: Callable[[int], tuple[torch.Tensor, torch.Tensor]],
+                  pointer_of: Callable[[int], torch.Tensor]
+                  ) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """The memory that ``plan`` selects, as tokens for ``Sam2Model.condition_on_memory``.
+
+    Shared by inference (``Tracker``) and training (``training/tracking_loop.py``), so both
+    turn a plan into temporal encodings the same way.
+
+    Args:
+        model: a ``Sam2Model``.
+        plan: the selection (``memory.plan_from_config``).
+        num_frames: length of the stack; pointer distances are normalised by
+            ``pointer_max_distance(num_frames, max_obj_ptrs_in_encoder)``.
+        spatial_of: frame -> (maskmem_features (B, Cm, h, w), maskmem_pos_enc (B or 1, Cm,
+            h, w)).
+        pointer_of: frame -> obj_ptr (B, C).
+
+    Returns:
+        memory (M, B, Cm), memory_pos (M, B, Cm): spatial tokens in plan order, then the
+        pointer tokens; and the pointer-token count.
+    """
+    feats, pos = [], []
+    for t_pos, t in plan.spatial:
+        f, p = model.spatial_memory_tokens(*spatial_of(t), t_pos)
+        feats.append(f)
+        pos.append(p)
+    n_ptr = 0
+    if plan.pointers:
+        ptrs = torch.stack([pointer_of(t) for _, t in plan.pointers])  # (P, B, C)
+        dist = torch.tensor([float(d) for d, _ in plan.pointers], device=ptrs.device)
+        max_abs = pointer_max_distance(num_frames, model.config.max_obj_ptrs_in_encoder)
+        f, p = model.obj_ptr_tokens(ptrs, dist, max_abs)
+        feats.append(f)
+        pos.append(p)
+        n_ptr = f.shape[0]
+    return torch.cat(feats), torch.cat(pos), n_ptr
 
 
 class Tracker:
@@ -52,13 +91,9 @@ class Tracker:
 
     # ------------------------------------------------------------------ memory
     def plan(self, track: ObjectTrack, frame: int, reverse: bool, num_frames: int) -> MemoryPlan:
-        c = self.cfg
-        return plan_memory(
-            frame, track.cond.keys(), track.non_cond.keys(), num_frames=num_frames,
-            num_maskmem=c.num_maskmem, stride=c.memory_temporal_stride_for_eval,
-            max_cond_frames=c.max_cond_frames_in_attn, max_obj_ptrs=c.max_obj_ptrs_in_encoder,
-            reverse=reverse, signed=c.use_signed_tpos_enc_to_obj_ptrs,
-            only_past=c.only_obj_ptrs_in_the_past_for_eval)
+        """What ``frame`` of ``track`` attends to (``memory.plan_from_config``)."""
+        return plan_from_config(self.cfg, frame, track.cond.keys(), track.non_cond.keys(),
+                                num_frames=num_frames, reverse=reverse)
 
     def encode_memory(self, feats: FrameFeatures, out: FrameOutput) -> torch.Tensor:
         """Memory features (1, Cm, h, w) bfloat16 of one output, from its stored logits."""
@@ -81,22 +116,9 @@ class Tracker:
     def _memory_tokens(self, plan: MemoryPlan, track: ObjectTrack, num_frames: int,
                        memory_of: MemoryGetter) -> tuple[torch.Tensor, torch.Tensor, int]:
         """(M, 1, Cm) memory tokens and their PE for one object, plus the pointer-token count."""
-        feats, pos = [], []
-        for t_pos, t in plan.spatial:
-            mem = memory_of(track, t)
-            f, p = self.model.spatial_memory_tokens(mem, self.memory_pos, t_pos)
-            feats.append(f)
-            pos.append(p)
-        n_ptr = 0
-        if plan.pointers:
-            ptrs = torch.stack([track.bank_output(t).obj_ptr for _, t in plan.pointers])
-            dist = torch.tensor([float(d) for d, _ in plan.pointers], device=self.device)
-            max_abs = pointer_max_distance(num_frames, self.cfg.max_obj_ptrs_in_encoder)
-            f, p = self.model.obj_ptr_tokens(ptrs.float(), dist, max_abs)  # ptrs (P, 1, C)
-            feats.append(f)
-            pos.append(p)
-            n_ptr = f.shape[0]
-        return torch.cat(feats), torch.cat(pos), n_ptr
+        return memory_tokens(self.model, plan, num_frames,
+                             lambda t: (memory_of(track, t), self.memory_pos),
+                             lambda t: track.bank_output(t).obj_ptr.float())
 
     def conditioned(self, feats: FrameFeatures, plans: Sequence[MemoryPlan],
                     tracks: Sequence[ObjectTrack], num_frames: int,

@@ -17,9 +17,11 @@ Per clip of ``T`` frames:
    the ``num_maskmem - 1`` previous frames, and object pointers of the past frames), multimask
    decoding, and encoding of the new memory.
 
-Memory selection and temporal encodings follow Meta's video predictor (see
-``../shared/reference/ARCHITECTURE.md`` §5), so the engine meets the same statistics at
-inference. Losses are taken on every prediction (every corrective round, every frame).
+Memory selection and temporal encodings are the engine's own (``engine.memory.plan_from_config``
+and ``engine.tracker.memory_tokens``, Meta's video-predictor rules, see
+``../shared/reference/ARCHITECTURE.md`` §5), so training attends to exactly what inference
+attends to for the same history. Losses are taken on every prediction (every corrective round,
+every frame).
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from napari_sam2.engine.memory import MemoryPlan, plan_from_config
+from napari_sam2.engine.tracker import memory_tokens
 from napari_sam2.training.datasets import Clip
 from napari_sam2.training.losses import LossWeights, mask_losses
 from napari_sam2.training.prompts import (PROMPT_BOX, PROMPT_CLICK, PROMPT_MASK,
@@ -58,6 +62,8 @@ class RolloutResult:
     first_click_iou: float  # mean IoU of the first prediction of click-prompted objects (nan if none)
     tracked_iou: float  # mean IoU on tracked (non-prompted) frames (nan if none)
     num_predictions: int
+    cond_frames: tuple[int, ...] = ()  # the clip's conditioning frames
+    plans: tuple[MemoryPlan, ...] = ()  # what each tracked frame attended to, in order
 
 
 class _Features:
@@ -150,33 +156,15 @@ def _prompt_frame(model, feats: _Features, frame_index: torch.Tensor, target: to
     return high, score, ptr
 
 
-def _memory_for_frame(model, t: int, cond: dict, tracked: dict, max_ptr: int):
-    """Assemble (memory (M,B,Cm), memory_pos (M,B,Cm), num_ptr_tokens) for frame t.
+def _memory_for_frame(model, plan: MemoryPlan, cond: dict, tracked: dict, n_frames: int):
+    """Assemble (memory (M,B,Cm), memory_pos (M,B,Cm), num_ptr_tokens) for one plan.
 
     ``cond`` / ``tracked``: frame -> (maskmem (B,Cm,h,w), maskmem_pos (B,Cm,h,w), obj_ptr (B,C)).
-    Spatial memories: every conditioning frame (t_pos 0) and the ``num_maskmem - 1`` previous
-    tracked frames (t_pos = num_maskmem - distance). Pointers: conditioning frames in the past,
-    then up to ``max_ptr - 1`` previous frames, with their signed frame distance.
     """
-    n_mem = model.config.num_maskmem
-    entries = [(0, v) for v in cond.values()]
-    entries += [(n_mem - d, tracked[t - d]) for d in range(1, n_mem) if (t - d) in tracked]
-    mems, poss = [], []
-    for t_pos, (feat, pos, _) in entries:
-        m, p = model.spatial_memory_tokens(feat, pos, t_pos)  # (hw, B, Cm) each
-        mems.append(m)
-        poss.append(p)
-    ptr_frames = [(t - tc, v[2]) for tc, v in cond.items() if tc <= t]
-    ptr_frames += [(d, tracked[t - d][2]) for d in range(1, max_ptr) if (t - d) in tracked]
-    num_ptr_tokens = 0
-    if ptr_frames:
-        rel = torch.tensor([float(d) for d, _ in ptr_frames], device=mems[0].device)
-        ptrs = torch.stack([p for _, p in ptr_frames])  # (P, B, C)
-        tokens, token_pos = model.obj_ptr_tokens(ptrs, rel, max(max_ptr - 1, 1))
-        mems.append(tokens)
-        poss.append(token_pos)
-        num_ptr_tokens = tokens.shape[0]
-    return torch.cat(mems, dim=0), torch.cat(poss, dim=0), num_ptr_tokens
+    def bank(t):
+        return cond[t] if t in cond else tracked[t]
+
+    return memory_tokens(model, plan, n_frames, lambda t: bank(t)[:2], lambda t: bank(t)[2])
 
 
 def rollout(model, clips: list[Clip], gen: torch.Generator,
@@ -224,13 +212,15 @@ def rollout(model, clips: list[Clip], gen: torch.Generator,
             # as the video predictor does for every interacted frame: binarised mask
             mem, mem_pos = model.encode_memory(vision, high, score, is_mask_from_pts=True)
             cond[t] = (mem, mem_pos, ptr)
-    max_ptr = min(max(n_frames, 2), model.config.max_obj_ptrs_in_encoder)
-    tracked_iou = []
+    tracked_iou, plans = [], []
     for t in range(1, n_frames):
         if t in cond:
             continue
         vision, pos, high_res = feats.at(first + t)
-        memory, memory_pos, n_ptr = _memory_for_frame(model, t, cond, tracked, max_ptr)
+        plan = plan_from_config(model.config, t, cond.keys(), tracked.keys(),
+                                num_frames=n_frames)
+        plans.append(plan)
+        memory, memory_pos, n_ptr = _memory_for_frame(model, plan, cond, tracked, n_frames)
         conditioned = model.condition_on_memory(vision, pos, memory, memory_pos, n_ptr)
         out = model.run_sam_heads(conditioned, point_coords=None, point_labels=None,
                                   mask_inputs=None, high_res_features=high_res,
@@ -242,9 +232,10 @@ def rollout(model, clips: list[Clip], gen: torch.Generator,
         tracked[t] = (mem, mem_pos, out.obj_ptr)
     if acc.total is None:  # only mask prompts on a single frame: nothing to learn from
         loss = sum(p.sum() * 0.0 for p in model.parameters())
-        return RolloutResult(loss, {}, float("nan"), float("nan"), 0)
+        return RolloutResult(loss, {}, float("nan"), float("nan"), 0, tuple(cond_frames))
     click = torch.cat(stats["click_iou"]).mean().item() if "click_iou" in stats else float("nan")
     trk = torch.cat(tracked_iou).mean().item() if tracked_iou else float("nan")
     terms = {k: v / acc.count for k, v in acc.terms.items()}
-    return RolloutResult(acc.total / acc.count, terms, click, trk, acc.count)
+    return RolloutResult(acc.total / acc.count, terms, click, trk, acc.count,
+                         tuple(cond_frames), tuple(plans))
 
