@@ -6,6 +6,10 @@ cell on the first frame, propagates through the time-lapse with the worker threa
 scores the masks against the ground truth, saves the labels with the plugin's OME-Zarr and TIFF
 writers and reopens them. Without ``--headless`` the same steps play in a napari window, which
 stays open afterwards.
+
+The model is loaded before anything else: missing shipped weights, a damaged ``--checkpoint``
+or an unknown device raise the package's one-line error (the ``napari-sam2`` CLI prints it and
+exits non-zero); the demo never falls back to random weights.
 """
 
 from __future__ import annotations
@@ -43,15 +47,11 @@ def _wait(controller, app, timeout: float) -> None:
 
 
 def _load_model(name: str, checkpoint: str | None, device: str):
-    from napari_sam2.model import build_model, load_model
+    """The trained model and where its weights came from; raises if they cannot be loaded."""
+    from napari_sam2.model import load_model
 
-    try:
-        return load_model(name, checkpoint, device=device, progress=False), "trained"
-    except (FileNotFoundError, OSError, ValueError) as exc:
-        if name != "sam2_demo" or checkpoint:
-            raise
-        print(f"note: {exc}; using a randomly initialised sam2_demo (masks are not meaningful)")
-        return build_model("sam2_demo", device=None if device == "auto" else device), "random"
+    model = load_model(name, checkpoint, device=device, progress=False)
+    return model, f"checkpoint {checkpoint}" if checkpoint else "shipped weights"
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -60,6 +60,9 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def run(args) -> int:
+    t0 = time.perf_counter()
+    model, source = _load_model(args.model, args.checkpoint, args.device)
+    print(f"model: {args.model} ({source}) loaded in {time.perf_counter() - t0:.1f} s")
     if args.headless:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from qtpy.QtWidgets import QApplication
@@ -88,10 +91,7 @@ def run(args) -> int:
     if widget is None:
         _, widget = viewer.window.add_plugin_dock_widget("napari-sam2", "SAM 2")
     c = widget.controller
-    t0 = time.perf_counter()
-    model, kind = _load_model(args.model, args.checkpoint, args.device)
     c.set_model(model, args.model)
-    print(f"model: {args.model} ({kind} weights) loaded in {time.perf_counter() - t0:.1f} s")
     c.set_labels_layer(None)
     c.go_to_frame(0)
     app.processEvents()
@@ -124,7 +124,7 @@ def run(args) -> int:
     attrs = {"name": c.labels_layer.name, "scale": c.labels_layer.scale,
              "translate": c.labels_layer.translate, "axis_labels": ("t", "y", "x"),
              "metadata": {"napari_sam2": {**c.labels_layer.metadata.get("napari_sam2", {}),
-                                          "weights": kind}}}
+                                          "weights": source}}}
     ok = True
     formats = ((write_zarr, read_zarr, "labels.zarr"), (write_tiff, read_tiff, "labels.tif"))
     for writer, reader, name in formats:
@@ -141,9 +141,10 @@ def run(args) -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m napari_sam2.demo", description=__doc__)
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    """``python -m napari_sam2.demo ARGS`` is ``napari-sam2 demo ARGS`` (same error handling)."""
+    from napari_sam2 import cli
+
+    return cli.main(["demo", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

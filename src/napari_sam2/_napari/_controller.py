@@ -5,7 +5,10 @@ stack axis, the model, one ``TrackingSession`` per stack (``SessionStore``), the
 the painter that writes masks under the no-overwrite rules, the undo stack and the job queue.
 Compute happens in workers (``JobQueue``/``Prefetcher``); every layer change happens here on
 the main thread, in the workers' ``returned``/``yielded`` handlers. Messages for the user go
-through the ``status`` signal (and napari notifications for errors).
+through the ``status`` signal (and napari notifications for errors): one line per error, the
+package's own message for expected errors (``_messages.error_message``), and nothing changed.
+Removing the image or Labels layer a job works on stops that job with one message; labels
+already written stay.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from napari_sam2._napari._layers import (
     label_planes,
     next_free_label,
 )
+from napari_sam2._napari._messages import error_message
 from napari_sam2._napari._prefetch import Prefetcher
 from napari_sam2._napari._prompts import PromptLayers
 from napari_sam2._napari._sessions import SessionStore, image_shape
@@ -48,7 +52,7 @@ class Sam2Controller(TrackingActions):
         self.jobs = JobQueue()
         self.jobs.on_idle = self._on_idle
         self.prefetcher = Prefetcher()
-        self.prefetcher.on_error = self._on_error
+        self.prefetcher.on_error = self._failed("preparing the shown frame")
         self.prompts = PromptLayers(viewer, self._on_point, self._on_box, self._on_points_removed)
         self.painters: dict[int, SamPainter] = {}
         self.undo_stack = UndoStack()
@@ -61,6 +65,14 @@ class Sam2Controller(TrackingActions):
         self._run: dict = {}
         self._contrast_dirty = False
         self.last_download: tuple[int, int] | None = None
+        viewer.layers.events.removed.connect(self._on_layer_removed)
+
+    def close(self) -> None:
+        """Stop background work and detach from the viewer (the widget is closing)."""
+        self.cancel()
+        self.jobs.quit()
+        self.prefetcher.stop()
+        self.viewer.layers.events.removed.disconnect(self._on_layer_removed)
 
     # ------------------------------------------------------------------ messages
     def say(self, text: str) -> None:
@@ -72,10 +84,31 @@ class Sam2Controller(TrackingActions):
         self.say(text)
         show_error(f"SAM 2: {text}")
 
-    def _on_error(self, exc: BaseException) -> None:
-        self._error(f"{type(exc).__name__}: {exc}")
+    def _failed(self, doing: str):
+        """An ``errored`` handler: one line for an exception raised while ``doing``."""
+        return lambda exc: self._error(error_message(exc, doing))
 
     # ------------------------------------------------------------------ layers
+    def _on_layer_removed(self, event) -> None:
+        """The user removed a layer: stop the job that writes into it or reads from it."""
+        # ``==``, not ``is``: the plugin's viewer hands out proxies of the layers, the event the
+        # layer itself (a proxy compares equal to the layer it wraps)
+        layer = event.value
+        run = self._run
+        in_use = layer == self.image_layer or layer == self.labels_layer
+        if run and (layer == run["image"] or layer == run["labels"]):
+            in_use = True
+            kind = "image" if layer == run["image"] else "Labels"
+            self._abort_run(f"the {kind} layer '{layer.name}' was removed")
+        if in_use:
+            self.jobs.clear_pending()  # queued clicks on that layer have nowhere to go
+        self.sessions.drop_layer(layer)  # its features (the widget may have let go of it first)
+        if layer == self.image_layer:
+            self.prefetcher.stop()
+            self.image_layer = None
+        if layer == self.labels_layer:
+            self.labels_layer = None
+
     def set_image_layer(self, layer) -> bool:
         if layer is None:
             self.image_layer = None
@@ -196,7 +229,8 @@ class Sam2Controller(TrackingActions):
         self.busy_changed.emit(True)
         self.jobs.submit(
             job, yielded=on_progress, returned=lambda m: self.set_model(m, name),
-            errored=self._on_error, finished=close_bar,
+            errored=self._failed(f"loading {name}" + (f" from {checkpoint}" if checkpoint else "")),
+            finished=close_bar,
         )
 
     # ------------------------------------------------------------------ positions
@@ -222,7 +256,7 @@ class Sam2Controller(TrackingActions):
         return bool(np.all(c >= -0.5) and np.all(c <= np.asarray(shape) - 0.5))
 
     def go_to_frame(self, frame: int) -> None:
-        if self.stack_axis is None:
+        if self.stack_axis is None or self.image_layer is None:
             return
         world_axis = self.viewer.dims.ndim - len(image_shape(self.image_layer)) + self.stack_axis
         layer = self.image_layer
@@ -312,7 +346,7 @@ class Sam2Controller(TrackingActions):
         """Re-run SAM on one frame for one object from all its prompts there."""
         points, labels = self.prompts.points_for(ref, frame, obj_id)
         box = self.prompts.box_for(ref, frame, obj_id)
-        layer = self.image_layer
+        layer, target = self.image_layer, self.labels_layer
         self.objects.add(int(obj_id))
 
         def job():
@@ -331,14 +365,21 @@ class Sam2Controller(TrackingActions):
             return ref, frame, obj_id, result
 
         self.busy_changed.emit(True)
-        self.jobs.submit(job, returned=self._on_segmented, errored=self._on_error)
+        self.jobs.submit(
+            job, returned=lambda out: self._on_segmented(target, out),
+            errored=self._failed(f"segmenting object {obj_id} on frame {frame}"),
+        )
 
-    def _on_segmented(self, out) -> None:
+    def _on_segmented(self, target, out) -> None:
         ref, frame, obj_id, result = out
+        if target not in self.viewer.layers:
+            self._error(f"the Labels layer '{target.name}' was removed: the mask of object "
+                        f"{obj_id} on frame {frame} was not written")
+            return
         if result is not None and obj_id in result.obj_ids:
             mask = result.mask_of(obj_id)
         else:
-            mask = np.zeros(image_shape(self.image_layer)[-2:], bool)
+            mask = np.zeros(self.labels_layer.data.shape[-2:], bool)
         group = UndoGroup(f"segment object {obj_id} on frame {frame}", target=self.labels_layer)
         self._paste(group, ref, frame, obj_id, mask)
         self.undo_stack.push(group)
@@ -351,7 +392,7 @@ class Sam2Controller(TrackingActions):
         """Note in the Labels layer's metadata what made it (saved by our writers)."""
         from napari_sam2 import __version__
 
-        if self.labels_layer is None:
+        if self.labels_layer is None or self.image_layer is None:
             return
         axis_names = self.axis_names()
         self.labels_layer.metadata["napari_sam2"] = {

@@ -52,7 +52,7 @@ class TrackingActions:
 
         self.busy_changed.emit(True)
         self.jobs.submit(
-            job, errored=self._on_error,
+            job, errored=self._failed(f"using the painted masks on frame {frame}"),
             returned=lambda done: self._masks_used(done, frame),
         )
 
@@ -93,7 +93,8 @@ class TrackingActions:
         stop = threading.Event()
         self._stop = stop
         self._run = {
-            "ref": ref, "plan": plan, "done": 0, "t0": time.perf_counter(),
+            "ref": ref, "plan": plan, "done": 0, "t0": time.perf_counter(), "stopped": None,
+            "image": self.image_layer, "labels": self.labels_layer,
             "group": UndoGroup(f"propagate from frame {plan.start}", target=self.labels_layer),
             "bar": progress(total=plan.n_frames, desc="SAM 2 propagation"),
         }
@@ -104,7 +105,7 @@ class TrackingActions:
         self.busy_changed.emit(True)
         self.say(f"propagating from frame {plan.start} over {plan.first}-{plan.last} ...")
         self.jobs.submit(
-            job, yielded=self._on_frame, errored=self._on_error,
+            job, yielded=self._on_frame, errored=self._failed("propagating"),
             finished=self._on_propagation_done,
         )
         return True
@@ -113,8 +114,8 @@ class TrackingActions:
         # Qt calls below (progress bar, refresh) may process events, so this handler can be
         # re-entered: read and update the run state first, then call out.
         run = self._run
-        if not run:
-            return
+        if not run or run["stopped"]:
+            return  # frames that arrive after a stop are not written
         wanted = run["plan"].obj_ids or result.obj_ids
         for obj in wanted:
             if obj in result.obj_ids:
@@ -133,13 +134,27 @@ class TrackingActions:
         cancelled = self._stop is not None and self._stop.is_set()
         self._stop = None
         run["bar"].close()
-        self.undo_stack.push(run["group"])
+        labels = run["labels"]
+        if labels in self.viewer.layers:
+            self.undo_stack.push(run["group"])
+        if run["stopped"]:
+            kept = (f"; the {run['done']} frames written stay in '{labels.name}'"
+                    if labels in self.viewer.layers else "")
+            self._error(f"propagation stopped: {run['stopped']}{kept}")
+            self.objects_changed.emit()
+            return
         self.record_provenance()
         elapsed = time.perf_counter() - run["t0"]
         verb = "cancelled after" if cancelled else "propagated"
         fps = run["done"] / max(elapsed, 1e-6)
         self.say(f"{verb} {run['done']} frames in {elapsed:.1f} s ({fps:.1f} frames/s)")
         self.objects_changed.emit()
+
+    def _abort_run(self, reason: str) -> None:
+        """Stop the running propagation for ``reason`` (said once, when it has stopped)."""
+        if self._run and not self._run["stopped"]:
+            self._run["stopped"] = reason
+            self._stop.set()
 
     def cancel(self) -> None:
         """Stop the running propagation after the frame being computed (kept, like all

@@ -199,9 +199,7 @@ class Sam2Widget(QWidget):
         if getattr(self, "_closed", False):
             return super().closeEvent(event)
         self._closed = True
-        self.controller.cancel()
-        self.controller.jobs.quit()
-        self.controller.prefetcher.stop()
+        self.controller.close()
         self.viewer.layers.events.inserted.disconnect(self._refresh_layers)
         self.viewer.layers.events.removed.disconnect(self._refresh_layers)
         self.viewer.dims.events.current_step.disconnect(self._on_slice_changed)
