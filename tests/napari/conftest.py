@@ -72,7 +72,8 @@ def assert_same_mask(actual, expected, max_fraction=0.002):
 
 def iou(a, b) -> float:
     """Intersection over union of two boolean masks (1 when both are empty)."""
-    return float(np.logical_and(a, b).sum() / max(np.logical_or(a, b).sum(), 1))
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 1.0
 
 
 def clicked_cell_viewer(viewer, qtbot, model, *, n_frames, seed, **geometry):

@@ -41,7 +41,8 @@ def _torch_save(obj, path):
 
 
 BAD_CHECKPOINTS = {
-    "text named .pt": lambda d: (d / "notes.pt").write_text("hello\nthis is text\n") and d / "notes.pt",
+    "text named .pt": lambda d: (
+        (d / "notes.pt").write_text("hello\nthis is text\n") and d / "notes.pt"),
     "empty file": lambda d: (d / "empty.pt").write_bytes(b"") or d / "empty.pt",
     "missing file": lambda d: d / "nowhere.pt",
     "a folder": lambda d: (d / "folder.pt").mkdir() or d / "folder.pt",
@@ -92,7 +93,7 @@ def propagating(make_napari_viewer, trained_demo_model, qtbot):
     c = widget.controller
     widget._direction_combo.setCurrentText("forward")
     widget._propagate_button.click()
-    qtbot.waitUntil(lambda: c._run and c._run["done"] >= 3, timeout=120_000)
+    qtbot.waitUntil(lambda: c.tracker.run and c.tracker.run.done >= 3, timeout=120_000)
     return viewer, widget, cell, c.labels_layer
 
 
