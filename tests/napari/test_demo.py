@@ -86,3 +86,12 @@ def test_cli_has_the_demo_subcommand():
     demo.add_arguments(parser)
     args = parser.parse_args(["--headless", "--frames", "3"])
     assert args.headless and args.frames == 3 and args.model == "sam2_demo"
+
+
+def test_the_demo_command_imports_neither_qt_nor_napari():
+    """Only ``_napari`` imports Qt and napari: the command loads them only to play the session."""
+    code = ("import sys\n"
+            "import napari_sam2.demo\n"
+            "bad = [m for m in ('napari', 'qtpy', 'PyQt6', 'PyQt5') if m in sys.modules]\n"
+            "assert not bad, bad\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

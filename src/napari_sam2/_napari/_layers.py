@@ -36,8 +36,7 @@ class PlaneEdit:
     index: np.ndarray
     old: np.ndarray
     new: np.ndarray
-    owned_before: np.ndarray | None  # packed bits, None = nothing owned
-    owned_after: np.ndarray | None
+    owned_before: np.ndarray | None  # packed bits, None = nothing owned (restored by undo)
 
 
 @dataclass
@@ -50,10 +49,6 @@ class UndoGroup:
     description: str
     edits: list[PlaneEdit] = field(default_factory=list)
     target: object = None
-
-    @property
-    def n_pixels(self) -> int:
-        return int(sum(e.index.size for e in self.edits))
 
 
 class SamPainter:
@@ -132,7 +127,7 @@ class SamPainter:
             data[key] = new_plane
         return PlaneEdit(
             key=key, label=label, index=changed, old=plane.ravel()[changed],
-            new=new_plane.ravel()[changed], owned_before=before_packed, owned_after=after_packed,
+            new=new_plane.ravel()[changed], owned_before=before_packed,
         )
 
     def undo(self, data, group: UndoGroup) -> int:
