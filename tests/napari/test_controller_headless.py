@@ -125,3 +125,21 @@ def test_the_jobs_import_neither_napari_nor_qt():
             "bad = [m for m in ('napari', 'qtpy', 'PyQt6', 'PyQt5') if m in sys.modules]\n"
             "assert not bad, bad\n")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_a_click_whose_labels_are_gone_writes_nothing_and_says_so(trained_demo_model):
+    from napari_sam2.data.synthetic import make_cell_timelapse
+
+    images, truth = make_cell_timelapse(n_frames=2, seed=1)
+    image = ImageArray(images, (float(images.min()), float(images.max())))
+    labels = LabelsArray(images.shape)
+    errors = []
+    sessions = SessionStore()
+    sessions.set_model(trained_demo_model)
+    gone = Feedback(error=errors.append, exists=lambda layer: layer is not labels)
+    clicks = Segmenter(JobQueue(run_now), sessions, LabelsWriter(), gone)
+    ref = stack_ref(images.shape, 0, (0, 0, 0))
+    clicks.segment(image, labels, ref, 0, 1, [_centre(truth[0] == 1)], [1])
+    assert errors == ["the Labels layer 'labels' was removed: the mask of object 1 on frame 0 "
+                      "was not written"]
+    assert labels.data.max() == 0 and labels.refreshed == 0

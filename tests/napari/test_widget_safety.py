@@ -140,3 +140,50 @@ def test_removing_the_labels_mid_propagation_stops_once(propagating, qtbot, note
     wait_idle(qtbot, c)
     assert c.labels_layer is not None and c.labels_layer is not labels
     assert iou(c.labels_layer.data[0] == 1, cell[0]) > 0.8
+
+
+def test_a_refused_image_is_said_once(make_napari_viewer, notes):
+    viewer = make_napari_viewer()
+    widget = _dock(viewer)
+    viewer.add_image(np.zeros((2, 2, 2, 8, 8), np.uint8), name="five")
+    viewer.add_image(np.zeros((8, 8, 4), np.uint8), name="rgba", rgb=True)  # more layers come
+    viewer.add_labels(np.zeros((8, 8), np.int32), name="paint")
+    assert [e for e in _errors(notes) if "5 non-channel dimensions" in e] == [
+        "SAM 2: the image has 5 non-channel dimensions (2, 2, 2, 8, 8); SAM 2 works on 2-D, "
+        "2-D+t, 3-D and 3-D+t images (2 to 4 dimensions). Split other axes into separate "
+        "layers (e.g. open channels with channel_axis) or slice the data first."]
+    assert widget.controller.image_layer is None
+    widget._image_combo.setCurrentText("rgba")  # an RGBA image is a 2-D image
+    assert widget.controller.image_layer == viewer.layers["rgba"]
+    assert widget.controller.num_frames() == 1 and len(_errors(notes)) == 1
+
+
+def test_bad_frame_ranges_and_empty_frames_are_said_and_change_nothing(sam, qtbot, notes):
+    viewer, widget, c = sam
+    c.prompts.add_point((0, 24, 32), True)
+    wait_idle(qtbot, c)
+    before = c.labels_layer.data.copy()
+    said = []
+    c.go_to_frame(3)
+    assert not c.propagate("forward", frame_range=(4, 1))
+    said.append(widget._status_label.text())
+    c.go_to_frame(5)
+    assert not c.propagate("backward", frame_range=(0, 2))
+    said.append(widget._status_label.text())
+    c.mask_as_prompt("all")
+    said.append(widget._status_label.text())
+    c.mask_as_prompt()
+    said.append(widget._status_label.text())
+    wait_idle(qtbot, c)
+    assert said == [
+        "the frame range 4-1 is empty: the first frame must not come after the last",
+        "propagation starts from the shown frame 5, which is outside the range 0-2: show a "
+        "frame in the range or change the range",
+        "no labels on frame 5: paint objects (or add a segmentation as a Labels layer and pick "
+        "it) first",
+        "no labelled pixels of 1 on frame 5: paint the object first",
+    ]
+    assert _errors(notes) == [f"SAM 2: {line}" for line in said]  # each once, as a notification
+    np.testing.assert_array_equal(c.labels_layer.data, before)
+    session = c.sessions.get(c.image_layer, c.current_ref(), create=False)
+    assert session.frames_with_output(1) == [0]

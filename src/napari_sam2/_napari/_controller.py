@@ -417,6 +417,10 @@ class Sam2Controller:
         else:
             ids = [self.current_obj] if obj_ids is None else list(obj_ids)
         ids = [i for i in ids if (plane == i).any()]
+        if not ids and obj_ids == "all":
+            self._error(f"no labels on frame {frame}: paint objects (or add a segmentation "
+                        "as a Labels layer and pick it) first")
+            return
         if not ids:
             self._error(
                 f"no labelled pixels of {obj_ids or self.current_obj} on frame {frame}: "

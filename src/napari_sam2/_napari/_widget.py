@@ -70,6 +70,7 @@ class Sam2Widget(QWidget):
         super().__init__(parent)
         self.viewer = napari_viewer
         self.controller = Sam2Controller(napari_viewer)
+        self._chosen_image = None  # the image layer last picked (accepted or refused)
         self._build()
         self._connect()
         self._refresh_layers()
@@ -229,7 +230,7 @@ class Sam2Widget(QWidget):
         self._labels_combo.setCurrentText(NEW_LABELS if labels is None else labels.name)
         self._labels_combo.blockSignals(False)
         image = self._selected("image", self._image_combo)
-        if image is not self.controller.image_layer:
+        if image != self._chosen_image:  # a new pick (a refused one is not re-reported)
             self._on_image_chosen()
 
     def _selected(self, kind: str, combo: QComboBox):
@@ -239,7 +240,8 @@ class Sam2Widget(QWidget):
         return None
 
     def _on_image_chosen(self, index=None) -> None:
-        if not self.controller.set_image_layer(self._selected("image", self._image_combo)):
+        self._chosen_image = self._selected("image", self._image_combo)
+        if not self.controller.set_image_layer(self._chosen_image):
             return
         self._axis_combo.blockSignals(True)
         self._axis_combo.clear()

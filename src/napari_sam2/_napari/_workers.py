@@ -140,9 +140,15 @@ class PropagationPlan:
     obj_ids: tuple[int, ...] | None = None
 
     def __post_init__(self):
+        if self.first > self.last:
+            raise ValueError(
+                f"the frame range {self.first}-{self.last} is empty: the first frame must not "
+                "come after the last"
+            )
         if not self.first <= self.start <= self.last:
             raise ValueError(
-                f"the start frame {self.start} must lie in the range [{self.first}, {self.last}]"
+                f"propagation starts from the shown frame {self.start}, which is outside the "
+                f"range {self.first}-{self.last}: show a frame in the range or change the range"
             )
         if not (self.forward or self.backward):
             raise ValueError("choose forward, backward or both")
