@@ -83,7 +83,7 @@ class Sam2Controller:
         self.clicks = Segmenter(self.jobs, self.sessions, self.writer, self.feedback)
         self.tracker = Tracker(
             self.jobs, self.sessions, self.writer, self.feedback, prefetcher=self.prefetcher,
-            progress_bar=napari_progress_bar if start_worker is napari_worker else None,
+            progress_bar=napari_progress_bar,
         )
         self.prompts = PromptLayers(viewer, self._on_point, self._on_box, self._on_points_removed)
         self._contrast_dirty = False
