@@ -55,8 +55,8 @@ def main(argv=None) -> int:
     except (OSError, ValueError):  # no weights for this variant here: speed needs none
         from napari_sam2.model import build_model
 
-        model, kind = build_model(args.model, device="cpu"), "random"
-    print(f"model: {args.model} ({kind} weights), image {images.shape} {images.dtype}")
+        model, kind = build_model(args.model, device="cpu"), "random weights"
+    print(f"model: {args.model} ({kind}), image {images.shape} {images.dtype}")
     app = QApplication.instance() or QApplication([])
     viewer = ViewerModel()
     viewer.add_image(images, name="cells", contrast_limits=(float(images.min()), float(images.max())))

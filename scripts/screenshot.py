@@ -64,7 +64,7 @@ def main(argv=None) -> int:
     _wait(app, c)
     # trained weights: show a frame the masks were propagated to; random weights (masks not
     # meaningful): show the clicked frame with its prompts
-    c.go_to_frame(args.frames // 2 if kind == "trained" else 0)
+    c.go_to_frame(args.frames // 2)  # the demo loads trained weights or fails
     viewer.layers.selection.active = c.prompts.points
     viewer.reset_view()
     _wait(app, c)
@@ -73,7 +73,7 @@ def main(argv=None) -> int:
     shot = viewer.screenshot(canvas_only=False, flash=False)
     img = Image.fromarray(np.asarray(shot)[..., :3]).quantize(colors=128, method=Image.Quantize.MEDIANCUT)
     img.save(out, optimize=True)
-    print(f"saved {out} ({out.stat().st_size / 1024:.0f} KB, {kind} demo weights)")
+    print(f"saved {out} ({out.stat().st_size / 1024:.0f} KB, sam2_demo {kind})")
     viewer.close()
     return 0
 

@@ -5,145 +5,61 @@ and no network: it builds the plugin widget on a napari viewer model (Qt offscre
 cell on the first frame, propagates through the time-lapse with the worker threads the GUI uses,
 scores the masks against the ground truth, saves the labels with the plugin's OME-Zarr and TIFF
 writers and reopens them. Without ``--headless`` the same steps play in a napari window, which
-stays open afterwards.
+stays open afterwards. This module is the command (options, model); the session itself, the
+only part that needs Qt and napari, is ``napari_sam2._napari._demo``.
+
+The model is loaded before anything else: missing shipped weights, a damaged ``--checkpoint``
+or an unknown device raise the package's one-line error (the ``napari-sam2`` CLI prints it and
+exits non-zero); the demo never falls back to random weights.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
-from pathlib import Path
-
-import numpy as np
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from napari_sam2.cli_options import device_name, positive_float, positive_int, variant_name
+
     parser.add_argument("--headless", action="store_true", help="no window (Qt offscreen)")
-    parser.add_argument("--model", default="sam2_demo", help="model variant (default sam2_demo)")
+    parser.add_argument("--model", default="sam2_demo", type=variant_name,
+                        help="model variant (default sam2_demo)")
     parser.add_argument("--checkpoint", default=None, help="local checkpoint file for --model")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
-    parser.add_argument("--frames", type=int, default=12, help="time-lapse length (default 12)")
-    parser.add_argument("--cells", type=int, default=3, help="cells to click (default 3)")
+    parser.add_argument("--device", default="auto", type=device_name,
+                        help="auto, cpu, cuda or mps")
+    parser.add_argument("--frames", type=positive_int, default=12,
+                        help="time-lapse length (default 12)")
+    parser.add_argument("--cells", type=positive_int, default=3,
+                        help="cells to click (default 3)")
     parser.add_argument("--out", default="demo_output", help="folder for the saved labels")
-    parser.add_argument("--timeout", type=float, default=600.0, help="seconds before giving up")
-
-
-def _wait(controller, app, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        app.processEvents()
-        if not controller.jobs.busy and not controller.propagating:
-            app.processEvents()
-            return
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"the plugin did not finish within {timeout:.0f} s")
-        time.sleep(0.01)
+    parser.add_argument("--timeout", type=positive_float, default=600.0,
+                        help="seconds before giving up")
 
 
 def _load_model(name: str, checkpoint: str | None, device: str):
-    from napari_sam2.model import build_model, load_model
+    """The trained model and where its weights came from; raises if they cannot be loaded."""
+    from napari_sam2.model import load_model
 
-    try:
-        return load_model(name, checkpoint, device=device, progress=False), "trained"
-    except (FileNotFoundError, OSError, ValueError) as exc:
-        if name != "sam2_demo" or checkpoint:
-            raise
-        print(f"note: {exc}; using a randomly initialised sam2_demo (masks are not meaningful)")
-        return build_model("sam2_demo", device=None if device == "auto" else device), "random"
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / union) if union else 1.0
+    model = load_model(name, checkpoint, device=device, progress=False)
+    return model, f"checkpoint {checkpoint}" if checkpoint else "shipped weights"
 
 
 def run(args) -> int:
-    if args.headless:
-        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from qtpy.QtWidgets import QApplication
-
-    from napari_sam2._napari._reader import read_tiff, read_zarr
-    from napari_sam2._napari._widget import Sam2Widget
-    from napari_sam2._napari._writer import write_tiff, write_zarr
-    from napari_sam2.data.synthetic import make_cell_timelapse
-
-    images, truth = make_cell_timelapse(n_frames=args.frames, seed=0)
-    print(f"data: {images.shape} {images.dtype}, intensities {images.min()}-{images.max()}")
-    if args.headless:
-        from napari.components import ViewerModel
-
-        app = QApplication.instance() or QApplication(sys.argv[:1])
-        viewer = ViewerModel(title="napari-sam2 demo")
-        widget = Sam2Widget(viewer)
-    else:
-        import napari
-
-        viewer = napari.Viewer(title="napari-sam2 demo")
-        app = QApplication.instance()
-        widget = None
-    lo, hi = np.percentile(images, (0.5, 99.8))
-    viewer.add_image(images, name="cells", axis_labels=("t", "y", "x"), contrast_limits=(lo, hi))
-    if widget is None:
-        _, widget = viewer.window.add_plugin_dock_widget("napari-sam2", "SAM 2")
-    c = widget.controller
     t0 = time.perf_counter()
-    model, kind = _load_model(args.model, args.checkpoint, args.device)
-    c.set_model(model, args.model)
-    print(f"model: {args.model} ({kind} weights) loaded in {time.perf_counter() - t0:.1f} s")
-    c.set_labels_layer(None)
-    c.go_to_frame(0)
-    app.processEvents()
+    model, source = _load_model(args.model, args.checkpoint, args.device)
+    print(f"model: {args.model} ({source}) loaded in {time.perf_counter() - t0:.1f} s")
+    from napari_sam2._napari._demo import play
 
-    cells = [int(v) for v in np.unique(truth[0]) if v > 0][: args.cells]
-    clicked = {}
-    t0 = time.perf_counter()
-    for cell in cells:
-        obj = c.new_object()
-        rows, cols = np.nonzero(truth[0] == cell)
-        inside = np.argmin((rows - rows.mean()) ** 2 + (cols - cols.mean()) ** 2)
-        c.prompts.add_point((0, rows[inside], cols[inside]), True)
-        _wait(c, app, args.timeout)
-        clicked[obj] = cell
-    print(f"clicked {len(cells)} cells on frame 0 in {time.perf_counter() - t0:.1f} s")
-    t0 = time.perf_counter()
-    c.propagate("forward")
-    _wait(c, app, args.timeout)
-    elapsed = time.perf_counter() - t0
-    labels = np.asarray(c.labels_layer.data)
-    fps = args.frames / elapsed
-    print(f"propagated {args.frames} frames in {elapsed:.1f} s ({fps:.2f} frames/s)")
-    for obj, cell in clicked.items():
-        ious = [_iou(labels[t] == obj, truth[t] == cell) for t in range(args.frames)]
-        print(f"  object {obj} (true cell {cell}): mean IoU {np.mean(ious):.3f}, "
-              f"last frame {ious[-1]:.3f}")
-
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    attrs = {"name": c.labels_layer.name, "scale": c.labels_layer.scale,
-             "translate": c.labels_layer.translate, "axis_labels": ("t", "y", "x"),
-             "metadata": {"napari_sam2": {**c.labels_layer.metadata.get("napari_sam2", {}),
-                                          "weights": kind}}}
-    ok = True
-    formats = ((write_zarr, read_zarr, "labels.zarr"), (write_tiff, read_tiff, "labels.tif"))
-    for writer, reader, name in formats:
-        (path,) = writer(str(out / name), labels, attrs)
-        back = reader(path)[0][0]
-        same = back.shape == labels.shape and bool(np.array_equal(back, labels))
-        ok &= same
-        print(f"saved {path}: reopened {'identical' if same else 'DIFFERENT'}")
-    if not args.headless:
-        import napari
-
-        napari.run()
-    return 0 if ok else 1
+    return play(args, model, source)
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m napari_sam2.demo", description=__doc__)
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    """``python -m napari_sam2.demo ARGS`` is ``napari-sam2 demo ARGS`` (same error handling)."""
+    from napari_sam2 import cli
+
+    return cli.main(["demo", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -209,9 +209,13 @@ def test_bad_prompts(predictor, kwargs, exc, words):
 
 
 def test_edges_of_the_extent_are_accepted(predictor):
-    predictor.predict(points=[[-0.5, -0.5], [H, W]], labels=[1, 0])
-    predictor.predict(box=(0, 0, H, W))
-    predictor.predict(points=np.zeros((0, 2)), labels=[], box=(0, 0, 10, 10))
+    for pred in (
+        predictor.predict(points=[[-0.5, -0.5], [H, W]], labels=[1, 0]),
+        predictor.predict(box=(0, 0, H, W)),
+        predictor.predict(points=np.zeros((0, 2)), labels=[], box=(0, 0, 10, 10)),
+    ):
+        assert pred.masks.shape[1:] == (H, W) and pred.masks.dtype == bool
+        assert len(pred.iou_scores) == len(pred.masks) and np.isfinite(pred.iou_scores).all()
 
 
 def test_no_image_and_bad_images(model):

@@ -21,7 +21,7 @@ def demo_model():
 
 @pytest.fixture(scope="session")
 def trained_demo_model():
-    """The shipped, trained sam2_demo (tests using it skip while its weights are missing)."""
+    """The shipped, trained sam2_demo (tests using it fail, never skip, if it is missing)."""
     from napari_sam2.model import load_model
 
     model = load_model("sam2_demo", device="cpu", progress=False)
@@ -68,3 +68,37 @@ def assert_same_mask(actual, expected, max_fraction=0.002):
     assert actual.shape == expected.shape
     wrong = np.count_nonzero(actual != expected)
     assert wrong <= max_fraction * actual.size, f"{wrong} of {actual.size} pixels differ"
+
+
+def iou(a, b) -> float:
+    """Intersection over union of two boolean masks (1 when both are empty)."""
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 1.0
+
+
+def clicked_cell_viewer(viewer, qtbot, model, *, n_frames, seed, **geometry):
+    """A synthetic cell time-lapse in ``viewer`` with the widget docked, ``model`` set, and one
+    click at the centre of the largest cell of frame 0 (mask written).
+
+    Returns:
+        (widget, images (T,H,W), cell (T,H,W) bool: the clicked cell's true mask,
+        point (row, col) clicked, (lo, hi) contrast limits).
+    """
+    from napari_sam2.data.synthetic import make_cell_timelapse
+
+    images, truth = make_cell_timelapse(n_frames=n_frames, seed=seed)
+    lo, hi = (float(v) for v in np.percentile(images, (0.5, 99.8)))
+    viewer.add_image(images, name="cells", axis_labels=("t", "y", "x"), contrast_limits=(lo, hi),
+                     **geometry)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-sam2", "SAM 2")
+    c = widget.controller
+    c.set_model(model, "sam2_demo")
+    c.set_labels_layer(None)
+    c.go_to_frame(0)
+    cell = int(np.bincount(truth[0].ravel())[1:].argmax()) + 1  # the largest cell
+    rows, cols = np.nonzero(truth[0] == cell)
+    i = np.argmin((rows - rows.mean()) ** 2 + (cols - cols.mean()) ** 2)
+    point = (rows[i], cols[i])
+    c.prompts.add_point((0, *point), True)
+    wait_idle(qtbot, c)
+    return widget, images, truth == cell, point, (lo, hi)

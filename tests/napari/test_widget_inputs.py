@@ -22,9 +22,14 @@ def test_rgb_2d_image_is_a_one_frame_stack(make_napari_viewer, demo_model, qtbot
     c.prompts.add_point((20, 28), True)
     wait_idle(qtbot, c)
     session = c.sessions.get(c.image_layer, c.current_ref(), create=False)
-    np.testing.assert_array_equal(c.labels_layer.data == 1, session.result(0).mask_of(1))
+    clicked = session.result(0).mask_of(1)
+    assert clicked.any()  # (seeded random weights: non-empty, not meaningful)
+    np.testing.assert_array_equal(c.labels_layer.data == 1, clicked)
     assert c.propagate("both")  # a 2-D image propagates over its single frame
     wait_idle(qtbot, c)
+    assert session.frames_with_output(1) == [0]
+    assert "propagated 1 frames" in widget._status_label.text()
+    assert_same_mask(c.labels_layer.data == 1, clicked)  # and it stays the clicked object
 
 
 def test_3d_plus_t_tracks_along_the_chosen_axis_at_the_current_time(make_napari_viewer, demo_model, qtbot):
@@ -93,10 +98,12 @@ def test_bad_input_gives_clear_messages_and_loses_nothing(make_napari_viewer, de
     widget._model_combo.setCurrentText("sam2_demo")
     widget._checkpoint_edit.setText(str(bad))
     widget._device_combo.setCurrentText("cpu")
+    layers = list(viewer.layers)
     widget._load_button.click()
     wait_idle(qtbot, c)
-    assert "Error" in status() and "broken.pt" in status()
+    assert "broken.pt" in status() and "\n" not in status()  # one line, naming the file
     assert c.sessions.model is demo_model and good.data[0, 0, 0] == 3  # nothing lost
+    assert list(viewer.layers) == layers and c.labels_layer is good
 
 
 def test_clicks_need_the_yx_plane_shown(sam, qtbot):

@@ -10,11 +10,9 @@ import numpy as np
 import pytest
 
 from napari_sam2.model import load_model
-from napari_sam2.model.loading import shipped_weights_path
 from napari_sam2.training.evaluate import IMAGE_SEQUENCES, click_and_box_iou, propagation_jf
 
-pytestmark = pytest.mark.skipif(not shipped_weights_path("sam2_demo").is_file(),
-                                reason="sam2_demo weights are not in this checkout")
+# The weights ship in the package: a checkout without them fails here (it never skips).
 
 # With 2 threads the shipped weights measure click 0.897 and box 0.909 here (95 % interval over
 # sequences: box 0.889-0.927), and on the 2 propagation sequences J&F 0.883 with the leaving
@@ -27,8 +25,16 @@ def model():
 
 
 @pytest.fixture(scope="module")
-def image_scores(model):
-    return click_and_box_iou(model, n_sequences=IMAGE_SEQUENCES, frames=(0, 8))
+def image_details(model):
+    """One dict per object (click and box IoU of that object), and the two means."""
+    details = []
+    means = click_and_box_iou(model, n_sequences=IMAGE_SEQUENCES, frames=(0, 8), details=details)
+    return details, means
+
+
+@pytest.fixture(scope="module")
+def image_scores(image_details):
+    return image_details[1]
 
 
 @pytest.fixture(scope="module")
@@ -56,3 +62,15 @@ def test_cell_that_leaves_is_found_again(video_quality):
     assert video_quality.reappear_count == 2
     assert video_quality.reappear_found == 1.0
     assert video_quality.absent_correct >= 0.5
+
+
+def test_no_object_is_lost_behind_a_good_mean(image_details):
+    """Per object, not only on average: a mean of 0.9 could hide cells given half a mask.
+    (Shipped weights, 2 threads: IoU below 0.5 for 2.3 % of the clicks and 2.9 % of the boxes
+    of 384 objects; the 5th percentile is 0.68 and 0.71.)"""
+    details, _ = image_details
+    assert len(details) > 300
+    for kind in ("click", "box"):
+        ious = np.array([d[f"{kind}_iou"] for d in details])
+        assert (ious < 0.5).mean() <= 0.05, kind
+        assert np.percentile(ious, 5) >= 0.5, kind

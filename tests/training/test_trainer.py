@@ -53,8 +53,14 @@ def test_one_step_reduces_the_loss_and_trains_every_part(tiny_model):
 def test_image_only_batch_and_bad_batches(tiny_model):
     model = tiny_model.train()
     clips = _clips(64, 1, 2)
-    r = _loss(model, clips, RolloutOptions(prompt_probs=(0, 0.5, 0.5), max_corrections=2))
-    assert torch.isfinite(r.loss) and 0 <= r.first_click_iou <= 1 or np.isnan(r.first_click_iou)
+    # clicks only: the loss and the first-click IoU are real numbers
+    r = _loss(model, clips, RolloutOptions(prompt_probs=(0, 1, 0), max_corrections=2))
+    assert torch.isfinite(r.loss) and r.num_predictions > 0
+    assert 0 <= r.first_click_iou <= 1
+    # boxes only: a finite loss, and no first-click IoU to report (NaN by contract)
+    r = _loss(model, clips, RolloutOptions(prompt_probs=(0, 0, 1), max_corrections=2))
+    assert torch.isfinite(r.loss) and r.num_predictions > 0
+    assert np.isnan(r.first_click_iou)
     with pytest.raises(ValueError, match="same number of frames"):
         rollout(model, clips + _clips(64, 2, 1), torch.Generator(), RolloutOptions())
     with pytest.raises(ValueError, match="at least one clip"):

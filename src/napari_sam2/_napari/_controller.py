@@ -1,66 +1,101 @@
 """What the widget does, without the widget: prompts -> jobs -> masks pasted into Labels.
 
 ``Sam2Controller`` owns the state of one docked widget: the chosen image and labels layers, the
-stack axis, the model, one ``TrackingSession`` per stack (``SessionStore``), the prompt layers,
-the painter that writes masks under the no-overwrite rules, the undo stack and the job queue.
-Compute happens in workers (``JobQueue``/``Prefetcher``); every layer change happens here on
-the main thread, in the workers' ``returned``/``yielded`` handlers. Messages for the user go
-through the ``status`` signal (and napari notifications for errors).
+stack axis, the model, the prompt layers, the objects, and its parts, built once and each given
+its collaborators explicitly:
+
+* ``sessions`` (``SessionStore``): one ``TrackingSession`` per stack;
+* ``jobs`` (``JobQueue``) and ``prefetcher`` (``Prefetcher``): how work runs, through the
+  injected worker factory (napari thread workers by default; ``run_now`` runs them
+  synchronously, e.g. in tests without a viewer);
+* ``writer`` (``LabelsWriter``): pastes masks under the no-overwrite rules, keeps undo;
+* ``feedback`` (``Feedback``): the callbacks the parts report through (wired to the signals);
+* ``clicks`` (``Segmenter``) and ``tracker`` (``Tracker``): the click and propagation jobs,
+  which need no viewer.
+
+The controller itself translates the viewer (layers, dims, prompt layers) into their
+arguments. Every layer change happens on the main thread, in the workers' ``returned``/
+``yielded`` handlers. Messages for the user go
+through the ``status`` signal (and napari notifications for errors): one line per error, the
+package's own message for expected errors (``_messages.error_message``), and nothing changed.
+Removing the image or Labels layer a job works on stops that job with one message; labels
+already written stay.
 """
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 from psygnal import Signal
 
+from napari_sam2._napari._clicks import Segmenter
 from napari_sam2._napari._layers import (
+    LabelsWriter,
     SamPainter,
     UndoGroup,
-    UndoStack,
-    label_planes,
+    labels_on_plane,
     next_free_label,
 )
+from napari_sam2._napari._messages import Feedback
 from napari_sam2._napari._prefetch import Prefetcher
 from napari_sam2._napari._prompts import PromptLayers
 from napari_sam2._napari._sessions import SessionStore, image_shape
 from napari_sam2._napari._stack import StackRef, check_ndim, non_spatial_axes, stack_ref
-from napari_sam2._napari._tracking import TrackingActions
-from napari_sam2._napari._workers import JobQueue
+from napari_sam2._napari._tracking import Tracker
+from napari_sam2._napari._workers import JobQueue, WorkerFactory, napari_worker
 
 DEFAULT_MODEL = "sam2.1_hiera_tiny"
 
 
-class Sam2Controller(TrackingActions):
+def napari_progress_bar(total: int, desc: str):
+    """A bar in napari's activity panel."""
+    from napari.utils import progress
+
+    return progress(total=total, desc=desc)
+
+
+class Sam2Controller:
     status = Signal(str)
     objects_changed = Signal()
     busy_changed = Signal(bool)
     progress = Signal(int, int, float)  # frames done, total, frames/s
     model_changed = Signal(str)
 
-    def __init__(self, viewer):
+    def __init__(self, viewer, start_worker: WorkerFactory = napari_worker):
         self.viewer = viewer
         self.image_layer = None
         self.labels_layer = None
         self.stack_axis: int | None = None
-        self.sessions = SessionStore()
-        self.jobs = JobQueue()
-        self.jobs.on_idle = self._on_idle
-        self.prefetcher = Prefetcher()
-        self.prefetcher.on_error = self._on_error
-        self.prompts = PromptLayers(viewer, self._on_point, self._on_box, self._on_points_removed)
-        self.painters: dict[int, SamPainter] = {}
-        self.undo_stack = UndoStack()
         self.current_obj = 1
         self.objects: set[int] = set()
-        self.overwrite = False
         self.follow = True
         self.model_name: str | None = None
-        self._stop: threading.Event | None = None
-        self._run: dict = {}
+        self.feedback = Feedback(
+            say=self.say, error=self._error, busy=self.busy_changed.emit,
+            progress=self.progress.emit, written=self.record_provenance,
+            objects_changed=self.objects_changed.emit, exists=lambda layer: layer in viewer.layers,
+        )
+        self.sessions = SessionStore()
+        self.jobs = JobQueue(start_worker)
+        self.jobs.on_idle = self._on_idle
+        self.prefetcher = Prefetcher(start_worker=start_worker)
+        self.prefetcher.on_error = self.feedback.failed("preparing the shown frame")
+        self.writer = LabelsWriter()
+        self.clicks = Segmenter(self.jobs, self.sessions, self.writer, self.feedback)
+        self.tracker = Tracker(
+            self.jobs, self.sessions, self.writer, self.feedback, prefetcher=self.prefetcher,
+            progress_bar=napari_progress_bar,
+        )
+        self.prompts = PromptLayers(viewer, self._on_point, self._on_box, self._on_points_removed)
         self._contrast_dirty = False
         self.last_download: tuple[int, int] | None = None
+        viewer.layers.events.removed.connect(self._on_layer_removed)
+
+    def close(self) -> None:
+        """Stop background work and detach from the viewer (the widget is closing)."""
+        self.cancel()
+        self.jobs.quit()
+        self.prefetcher.stop()
+        self.viewer.layers.events.removed.disconnect(self._on_layer_removed)
 
     # ------------------------------------------------------------------ messages
     def say(self, text: str) -> None:
@@ -72,10 +107,40 @@ class Sam2Controller(TrackingActions):
         self.say(text)
         show_error(f"SAM 2: {text}")
 
-    def _on_error(self, exc: BaseException) -> None:
-        self._error(f"{type(exc).__name__}: {exc}")
+    @property
+    def overwrite(self) -> bool:
+        """Whether SAM may overwrite other labels' pixels."""
+        return self.writer.overwrite
+
+    @overwrite.setter
+    def overwrite(self, on: bool) -> None:
+        self.writer.overwrite = bool(on)
+
+    @property
+    def propagating(self) -> bool:
+        return self.tracker.propagating
+
+    def cancel(self) -> None:
+        """Stop the running propagation after the frame being computed (kept)."""
+        self.tracker.cancel()
 
     # ------------------------------------------------------------------ layers
+    def _on_layer_removed(self, event) -> None:
+        """The user removed a layer: stop the job that writes into it or reads from it."""
+        # ``==``, not ``is``: the plugin's viewer hands out proxies of the layers, the event the
+        # layer itself (a proxy compares equal to the layer it wraps)
+        layer = event.value
+        in_use = self.tracker.layer_removed(layer)
+        in_use |= layer == self.image_layer or layer == self.labels_layer
+        if in_use:
+            self.jobs.clear_pending()  # queued clicks on that layer have nowhere to go
+        self.sessions.drop_layer(layer)  # its features (the widget may have let go of it first)
+        if layer == self.image_layer:
+            self.prefetcher.stop()
+            self.image_layer = None
+        if layer == self.labels_layer:
+            self.labels_layer = None
+
     def set_image_layer(self, layer) -> bool:
         if layer is None:
             self.image_layer = None
@@ -146,7 +211,7 @@ class Sam2Controller(TrackingActions):
             )
             return False
         self.labels_layer = layer
-        self.painters.setdefault(id(layer), SamPainter())
+        self.writer.painter(layer)
         self.objects_changed.emit()
         return True
 
@@ -157,7 +222,7 @@ class Sam2Controller(TrackingActions):
 
     @property
     def painter(self) -> SamPainter:
-        return self.painters.setdefault(id(self.labels_layer), SamPainter())
+        return self.writer.painter(self.labels_layer)
 
     # ------------------------------------------------------------------ model
     def set_model(self, model, name: str = "custom") -> None:
@@ -196,7 +261,10 @@ class Sam2Controller(TrackingActions):
         self.busy_changed.emit(True)
         self.jobs.submit(
             job, yielded=on_progress, returned=lambda m: self.set_model(m, name),
-            errored=self._on_error, finished=close_bar,
+            errored=self.feedback.failed(
+                f"loading {name}" + (f" from {checkpoint}" if checkpoint else "")
+            ),
+            finished=close_bar,
         )
 
     # ------------------------------------------------------------------ positions
@@ -222,7 +290,7 @@ class Sam2Controller(TrackingActions):
         return bool(np.all(c >= -0.5) and np.all(c <= np.asarray(shape) - 0.5))
 
     def go_to_frame(self, frame: int) -> None:
-        if self.stack_axis is None:
+        if self.stack_axis is None or self.image_layer is None:
             return
         world_axis = self.viewer.dims.ndim - len(image_shape(self.image_layer)) + self.stack_axis
         layer = self.image_layer
@@ -232,7 +300,7 @@ class Sam2Controller(TrackingActions):
 
     # ------------------------------------------------------------------ prefetch
     def prefetch_current(self) -> None:
-        if self.image_layer is None or self.sessions.model is None or self._stop is not None:
+        if self.image_layer is None or self.sessions.model is None or self.propagating:
             return
         try:
             ref = self.current_ref()
@@ -312,46 +380,16 @@ class Sam2Controller(TrackingActions):
         """Re-run SAM on one frame for one object from all its prompts there."""
         points, labels = self.prompts.points_for(ref, frame, obj_id)
         box = self.prompts.box_for(ref, frame, obj_id)
-        layer = self.image_layer
         self.objects.add(int(obj_id))
-
-        def job():
-            session = self.sessions.get(layer, ref)
-            if box is not None:
-                some = len(points) > 0
-                result = session.add_box(
-                    frame, obj_id, box,
-                    points=points if some else None, labels=labels if some else None,
-                )
-            elif len(points):
-                result = session.add_points(frame, obj_id, points, labels, clear=True)
-            else:
-                session.clear_frame(frame, obj_id)
-                result = None
-            return ref, frame, obj_id, result
-
-        self.busy_changed.emit(True)
-        self.jobs.submit(job, returned=self._on_segmented, errored=self._on_error)
-
-    def _on_segmented(self, out) -> None:
-        ref, frame, obj_id, result = out
-        if result is not None and obj_id in result.obj_ids:
-            mask = result.mask_of(obj_id)
-        else:
-            mask = np.zeros(image_shape(self.image_layer)[-2:], bool)
-        group = UndoGroup(f"segment object {obj_id} on frame {frame}", target=self.labels_layer)
-        self._paste(group, ref, frame, obj_id, mask)
-        self.undo_stack.push(group)
-        self.labels_layer.refresh()
-        self.record_provenance()
-        self.say(f"object {obj_id}: {int(mask.sum())} pixels on frame {frame}")
-        self.objects_changed.emit()
+        self.clicks.segment(
+            self.image_layer, self.labels_layer, ref, frame, obj_id, points, labels, box
+        )
 
     def record_provenance(self) -> None:
         """Note in the Labels layer's metadata what made it (saved by our writers)."""
         from napari_sam2 import __version__
 
-        if self.labels_layer is None:
+        if self.labels_layer is None or self.image_layer is None:
             return
         axis_names = self.axis_names()
         self.labels_layer.metadata["napari_sam2"] = {
@@ -363,12 +401,48 @@ class Sam2Controller(TrackingActions):
             "objects": sorted(int(o) for o in self.objects),
         }
 
-    def _paste(self, group: UndoGroup, ref: StackRef, frame: int, obj_id: int, mask) -> None:
-        edit = self.painter.paste(
-            self.labels_layer.data, ref.plane_key(frame), obj_id, mask, overwrite=self.overwrite
+    # ------------------------------------------------------------------ tracking
+    def mask_as_prompt(self, obj_ids=None) -> None:
+        """Use the Labels pixels on the shown frame as the prompt of objects there.
+
+        ``obj_ids`` None: the current object; ``"all"``: every label on the frame (e.g. from
+        Cellpose). The painted masks stay as they are; later propagation starts from them.
+        """
+        if not self._check_ready():
+            return
+        ref, frame = self.current_ref(), self.current_frame()
+        plane = np.array(self.labels_layer.data[ref.plane_key(frame)])
+        if obj_ids == "all":
+            ids = labels_on_plane(plane)
+        else:
+            ids = [self.current_obj] if obj_ids is None else list(obj_ids)
+        ids = [i for i in ids if (plane == i).any()]
+        if not ids and obj_ids == "all":
+            self._error(f"no labels on frame {frame}: paint objects (or add a segmentation "
+                        "as a Labels layer and pick it) first")
+            return
+        if not ids:
+            self._error(
+                f"no labelled pixels of {obj_ids or self.current_obj} on frame {frame}: "
+                "paint the object first"
+            )
+            return
+        self.objects |= set(ids)
+        self.tracker.mask_as_prompt(self.image_layer, ref, frame, {i: plane == i for i in ids})
+
+    def propagate(self, direction: str = "forward", frame_range=None, obj_ids=None) -> bool:
+        """Propagate from the shown frame; ``direction`` forward/backward/both."""
+        if not self._check_ready():
+            return False
+        return self.tracker.propagate(
+            self.image_layer, self.labels_layer, self.current_ref(), start=self.current_frame(),
+            n_frames=self.num_frames(), direction=direction, frame_range=frame_range,
+            obj_ids=obj_ids, follow=self._follow,
         )
-        if edit is not None:
-            group.edits.append(edit)
+
+    def _follow(self, frame: int) -> None:
+        if self.follow:
+            self.go_to_frame(frame)
 
     # ------------------------------------------------------------------ objects
     def new_object(self) -> int:
@@ -398,15 +472,8 @@ class Sam2Controller(TrackingActions):
             self.prompts.remove_object(obj)
             self.objects.discard(obj)
             if self.labels_layer is not None:
-                empty = np.zeros(self.labels_layer.data.shape[-2:], bool)
-                for key in label_planes(self.labels_layer.data, obj):
-                    edit = self.painter.paste(
-                        self.labels_layer.data, key, obj, empty, overwrite=True
-                    )
-                    if edit is not None:
-                        group.edits.append(edit)
-                self.painter.forget_label(obj)
-        self.undo_stack.push(group)
+                self.writer.erase(group, obj)
+        self.writer.undo_stack.push(group)
         if self.labels_layer is not None:
             self.labels_layer.refresh()
         self.objects_changed.emit()
@@ -431,12 +498,10 @@ class Sam2Controller(TrackingActions):
         if self.jobs.busy:
             self._error("wait for the running job (or cancel it) before undoing")
             return 0
-        group = self.undo_stack.pop()
-        if group is None or group.target not in self.viewer.layers:
+        group, restored = self.writer.undo(exists=self.feedback.exists)
+        if group is None:
             self.say("nothing to undo")
             return 0
-        restored = self.painters[id(group.target)].undo(group.target.data, group)
-        group.target.refresh()
         self.say(f"undone: {group.description} ({restored} pixels)")
         self.objects_changed.emit()
         return restored

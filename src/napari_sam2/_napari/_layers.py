@@ -36,8 +36,7 @@ class PlaneEdit:
     index: np.ndarray
     old: np.ndarray
     new: np.ndarray
-    owned_before: np.ndarray | None  # packed bits, None = nothing owned
-    owned_after: np.ndarray | None
+    owned_before: np.ndarray | None  # packed bits, None = nothing owned (restored by undo)
 
 
 @dataclass
@@ -50,10 +49,6 @@ class UndoGroup:
     description: str
     edits: list[PlaneEdit] = field(default_factory=list)
     target: object = None
-
-    @property
-    def n_pixels(self) -> int:
-        return int(sum(e.index.size for e in self.edits))
 
 
 class SamPainter:
@@ -132,7 +127,7 @@ class SamPainter:
             data[key] = new_plane
         return PlaneEdit(
             key=key, label=label, index=changed, old=plane.ravel()[changed],
-            new=new_plane.ravel()[changed], owned_before=before_packed, owned_after=after_packed,
+            new=new_plane.ravel()[changed], owned_before=before_packed,
         )
 
     def undo(self, data, group: UndoGroup) -> int:
@@ -181,6 +176,49 @@ class UndoStack:
 
     def clear(self) -> None:
         self._groups.clear()
+
+
+class LabelsWriter:
+    """Pastes masks into Labels targets under the rules above and keeps SAM's undo stack.
+
+    A target is anything with an N-D ``data`` array and ``refresh()`` (a napari Labels layer,
+    or a small holder of a numpy array); each has its own :class:`SamPainter`. ``overwrite``
+    lets SAM take other labels' pixels (the widget's checkbox).
+    """
+
+    def __init__(self, depth: int = 10):
+        self.painters: dict[int, SamPainter] = {}
+        self.undo_stack = UndoStack(depth)
+        self.overwrite = False
+
+    def painter(self, target) -> SamPainter:
+        return self.painters.setdefault(id(target), SamPainter())
+
+    def paste(self, group: UndoGroup, key: tuple, label: int, mask, *, overwrite=None) -> None:
+        """Paste ``mask`` (H, W) bool as ``label`` on plane ``key`` of ``group.target``."""
+        edit = self.painter(group.target).paste(
+            group.target.data, key, label, mask,
+            overwrite=self.overwrite if overwrite is None else overwrite,
+        )
+        if edit is not None:
+            group.edits.append(edit)
+
+    def erase(self, group: UndoGroup, label: int) -> None:
+        """Clear every pixel of ``label`` in ``group.target`` (SAM's or painted) into ``group``."""
+        data = group.target.data
+        empty = np.zeros(data.shape[-2:], bool)
+        for key in label_planes(data, label):
+            self.paste(group, key, label, empty, overwrite=True)
+        self.painter(group.target).forget_label(label)
+
+    def undo(self, exists=lambda target: True) -> tuple[UndoGroup | None, int]:
+        """Revert the last group whose target still ``exists``: (group, pixels restored)."""
+        group = self.undo_stack.pop()
+        if group is None or not exists(group.target):
+            return None, 0
+        restored = self.painter(group.target).undo(group.target.data, group)
+        group.target.refresh()
+        return group, restored
 
 
 def next_free_label(data, used=()) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 
-from napari_sam2._napari._workers import prefetch_steps
+from napari_sam2._napari._workers import WorkerFactory, napari_worker, prefetch_steps
 
 NEIGHBOURS = (0, 1, -1)
 
@@ -29,7 +29,9 @@ def frames_to_prefetch(frame: int, n_frames: int, neighbours=NEIGHBOURS) -> list
 class Prefetcher:
     """Starts prefetch workers; remembers (recently) encoded frames to skip resubmits."""
 
-    def __init__(self, memory: int = 64):
+    def __init__(self, memory: int = 64, start_worker: WorkerFactory = napari_worker):
+        self._start_worker = start_worker
+        self._running: object | None = None
         self.worker = None
         self._stop: threading.Event | None = None
         self._done: OrderedDict = OrderedDict()
@@ -46,20 +48,19 @@ class Prefetcher:
         if not frames:
             return []
         self.stop()
-        from napari.qt.threading import create_worker
-
         stop = threading.Event()
+        ticket = object()
 
         def job():
             yield from prefetch_steps(session, frames, stop)
 
-        worker = create_worker(job, _start_thread=False, _ignore_errors=True)
-        worker.yielded.connect(lambda f, s=session: self._mark(s, f))
-        if self.on_error is not None:
-            worker.errored.connect(self.on_error)
-        worker.finished.connect(lambda w=worker: self._finished(w))
-        self.worker, self._stop = worker, stop
-        worker.start()
+        self.worker, self._running, self._stop = ticket, ticket, stop
+        handle = self._start_worker(
+            job, yielded=lambda f, s=session: self._mark(s, f), errored=self.on_error,
+            finished=lambda: self._finished(ticket),
+        )
+        if self._running is ticket:  # still running (a synchronous factory has finished it)
+            self.worker = handle
         return frames
 
     def _mark(self, session, frame: int) -> None:
@@ -68,9 +69,9 @@ class Prefetcher:
         while len(self._done) > self._memory:
             self._done.popitem(last=False)
 
-    def _finished(self, worker) -> None:
-        if self.worker is worker:
-            self.worker = None
+    def _finished(self, ticket) -> None:
+        if self._running is ticket:
+            self.worker = self._running = None
 
     def forget(self) -> None:
         """Forget what was encoded (after a model or contrast change)."""
@@ -79,7 +80,7 @@ class Prefetcher:
     def stop(self) -> None:
         if self._stop is not None:
             self._stop.set()
-        if self.worker is not None:
+        if self.worker is not None and hasattr(self.worker, "quit"):
             self.worker.quit()
 
     @property

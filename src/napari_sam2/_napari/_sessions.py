@@ -72,9 +72,11 @@ class SessionStore:
         return len(sessions)
 
     def drop_layer(self, layer) -> None:
-        for key in [k for k in self._sessions if k[0] == id(layer)]:
-            del self._sessions[key]
-        self._layers.pop(id(layer), None)
+        """Forget the sessions of ``layer`` (or of a proxy of it: compared with ``==``)."""
+        for lid in [lid for lid, known in self._layers.items() if known == layer]:
+            for key in [k for k in self._sessions if k[0] == lid]:
+                del self._sessions[key]
+            del self._layers[lid]
 
     def remove_object(self, obj_id: int) -> None:
         for session in self._sessions.values():

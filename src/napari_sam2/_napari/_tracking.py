@@ -1,80 +1,104 @@
-"""Tracking actions of the controller: masks as prompts and streamed propagation.
+"""Masks as prompts and streamed propagation, without a viewer.
 
-Mixed into ``Sam2Controller`` (see ``_controller.py`` for the state it uses). Propagation runs
-``propagation_steps`` in the job queue; every streamed ``FrameResult`` is pasted on the main
-thread under the no-overwrite rules, as one undoable step for the whole run.
+``Tracker`` is given everything it works on (image, Labels target, stack, frames) and works
+through explicit collaborators: the job queue and session store it shares with clicks, the
+``LabelsWriter`` that pastes under the no-overwrite rules and keeps undo, ``Feedback`` for
+messages, and optionally the prefetcher (stopped while a propagation runs) and a progress-bar
+factory (napari's activity panel). Propagation runs ``propagation_steps`` in the job queue;
+every streamed ``FrameResult`` is pasted on the handlers' thread, as one undoable step for the
+whole run.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
-import numpy as np
-
-from napari_sam2._napari._layers import UndoGroup, labels_on_plane
+from napari_sam2._napari._layers import LabelsWriter, UndoGroup
+from napari_sam2._napari._messages import Feedback
+from napari_sam2._napari._sessions import SessionStore
 from napari_sam2._napari._stack import StackRef
-from napari_sam2._napari._workers import PropagationPlan, propagation_steps
+from napari_sam2._napari._workers import JobQueue, PropagationPlan, propagation_steps
 
 
-class TrackingActions:
+@dataclass
+class PropagationRun:
+    """The state of the running propagation (read and written on the handlers' thread)."""
+
+    ref: StackRef
+    plan: PropagationPlan
+    image: object
+    labels: object
+    group: UndoGroup
+    follow: Callable[[int], None] | None
+    bar: object | None
+    t0: float
+    done: int = 0
+    stopped: str | None = None  # why it was stopped (a layer removed), None when it was not
+
+
+class Tracker:
+    """Masks as prompts and one streamed propagation at a time."""
+
+    def __init__(
+        self, jobs: JobQueue, sessions: SessionStore, writer: LabelsWriter, feedback: Feedback,
+        *, prefetcher=None, progress_bar: Callable | None = None,
+    ):
+        self.jobs = jobs
+        self.sessions = sessions
+        self.writer = writer
+        self.feedback = feedback
+        self.prefetcher = prefetcher
+        self.progress_bar = progress_bar  # (total, desc) -> object with update(n) and close()
+        self.run: PropagationRun | None = None
+        self._stop: threading.Event | None = None
+
     # ------------------------------------------------------------------ masks as prompts
-    def mask_as_prompt(self, obj_ids=None) -> None:
-        """Use the Labels pixels on the shown frame as the prompt of objects there.
+    def mask_as_prompt(self, image, ref: StackRef, frame: int, masks: dict) -> None:
+        """Use ``masks`` ({obj_id: (H, W) bool}) as the prompts of those objects on ``frame``.
 
-        ``obj_ids`` None: the current object; ``"all"``: every label on the frame (e.g. from
-        Cellpose). The painted masks stay as they are; later propagation starts from them.
+        The painted masks stay as they are; later propagation starts from them.
         """
-        if not self._check_ready():
-            return
-        ref, frame = self.current_ref(), self.current_frame()
-        plane = np.array(self.labels_layer.data[ref.plane_key(frame)])
-        if obj_ids == "all":
-            ids = labels_on_plane(plane)
-        else:
-            ids = [self.current_obj] if obj_ids is None else list(obj_ids)
-        ids = [i for i in ids if (plane == i).any()]
-        if not ids:
-            self._error(
-                f"no labelled pixels of {obj_ids or self.current_obj} on frame {frame}: "
-                "paint the object first"
-            )
-            return
-        masks = {i: plane == i for i in ids}
-        layer = self.image_layer
-        self.objects |= set(ids)
+        ids = list(masks)
 
         def job():
-            session = self.sessions.get(layer, ref)
+            session = self.sessions.get(image, ref)
             for i, mask in masks.items():
                 session.add_mask(frame, i, mask)
             return ids
 
-        self.busy_changed.emit(True)
+        self.feedback.busy(True)
         self.jobs.submit(
-            job, errored=self._on_error,
+            job, errored=self.feedback.failed(f"using the painted masks on frame {frame}"),
             returned=lambda done: self._masks_used(done, frame),
         )
 
     def _masks_used(self, ids, frame: int) -> None:
-        self.say(f"objects {ids} use their painted masks on frame {frame}")
-        self.objects_changed.emit()
+        self.feedback.say(f"objects {ids} use their painted masks on frame {frame}")
+        self.feedback.objects_changed()
 
     # ------------------------------------------------------------------ propagation
-    def propagate(self, direction: str = "forward", frame_range=None, obj_ids=None) -> bool:
-        """Propagate from the shown frame; ``direction`` forward/backward/both."""
-        if not self._check_ready():
-            return False
-        ref, start = self.current_ref(), self.current_frame()
-        session = self.sessions.get(self.image_layer, ref, create=False)
+    def propagate(
+        self, image, labels, ref: StackRef, *, start: int, n_frames: int,
+        direction: str = "forward", frame_range=None, obj_ids=None,
+        follow: Callable[[int], None] | None = None,
+    ) -> bool:
+        """Propagate the objects of the stack ``ref`` of ``image`` from ``start``, writing into
+        ``labels``; ``direction`` forward/backward/both, ``frame_range`` (first, last) or None
+        for all ``n_frames``, ``obj_ids`` None for all objects; ``follow(frame)`` after each
+        frame written. Returns whether a run was started."""
+        session = self.sessions.get(image, ref, create=False)
         known = list(session.obj_ids) if session is not None else []
         wanted = known if not obj_ids else [o for o in obj_ids if o in known]
         if not wanted:
-            self._error("nothing to propagate: click on an object (or use a painted mask) first")
+            self.feedback.error(
+                "nothing to propagate: click on an object (or use a painted mask) first"
+            )
             return False
-        n = self.num_frames()
-        first, last = (0, n - 1) if frame_range is None else (int(v) for v in frame_range)
-        first, last = max(0, first), min(n - 1, last)
+        first, last = (0, n_frames - 1) if frame_range is None else (int(v) for v in frame_range)
+        first, last = max(0, first), min(n_frames - 1, last)
         try:
             plan = PropagationPlan(
                 start=start, first=first, last=last, forward=direction in ("forward", "both"),
@@ -82,64 +106,92 @@ class TrackingActions:
                 obj_ids=tuple(wanted) if obj_ids else None,
             )
         except ValueError as exc:
-            self._error(str(exc))
+            self.feedback.error(str(exc))
             return False
-        return self._start_propagation(session, ref, plan)
+        self._start(session, image, labels, ref, plan, follow)
+        return True
 
-    def _start_propagation(self, session, ref: StackRef, plan: PropagationPlan) -> bool:
-        from napari.utils import progress
-
-        self.prefetcher.stop()
+    def _start(self, session, image, labels, ref, plan: PropagationPlan, follow) -> None:
+        if self.prefetcher is not None:
+            self.prefetcher.stop()
         stop = threading.Event()
         self._stop = stop
-        self._run = {
-            "ref": ref, "plan": plan, "done": 0, "t0": time.perf_counter(),
-            "group": UndoGroup(f"propagate from frame {plan.start}", target=self.labels_layer),
-            "bar": progress(total=plan.n_frames, desc="SAM 2 propagation"),
-        }
+        bar = None
+        if self.progress_bar is not None:
+            bar = self.progress_bar(plan.n_frames, "SAM 2 propagation")
+        self.run = PropagationRun(
+            ref=ref, plan=plan, image=image, labels=labels, follow=follow, bar=bar,
+            group=UndoGroup(f"propagate from frame {plan.start}", target=labels),
+            t0=time.perf_counter(),
+        )
 
         def job():
             return (yield from propagation_steps(session, plan, stop))
 
-        self.busy_changed.emit(True)
-        self.say(f"propagating from frame {plan.start} over {plan.first}-{plan.last} ...")
+        self.feedback.busy(True)
+        self.feedback.say(f"propagating from frame {plan.start} over {plan.first}-{plan.last} ...")
         self.jobs.submit(
-            job, yielded=self._on_frame, errored=self._on_error,
-            finished=self._on_propagation_done,
+            job, yielded=self._on_frame, errored=self.feedback.failed("propagating"),
+            finished=self._on_done,
         )
-        return True
 
     def _on_frame(self, result) -> None:
         # Qt calls below (progress bar, refresh) may process events, so this handler can be
         # re-entered: read and update the run state first, then call out.
-        run = self._run
-        if not run:
-            return
-        wanted = run["plan"].obj_ids or result.obj_ids
+        run = self.run
+        if run is None or run.stopped:
+            return  # frames that arrive after a stop are not written
+        wanted = run.plan.obj_ids or result.obj_ids
         for obj in wanted:
             if obj in result.obj_ids:
-                self._paste(run["group"], run["ref"], result.frame, obj, result.mask_of(obj))
-        run["done"] += 1
-        done = run["done"]
-        fps = done / max(time.perf_counter() - run["t0"], 1e-6)
-        self.progress.emit(done, run["plan"].n_frames, fps)
-        if self.follow:
-            self.go_to_frame(result.frame)
-        self.labels_layer.refresh()
-        run["bar"].update(1)
+                self.writer.paste(run.group, run.ref.plane_key(result.frame), obj,
+                                  result.mask_of(obj))
+        run.done += 1
+        done = run.done
+        fps = done / max(time.perf_counter() - run.t0, 1e-6)
+        self.feedback.progress(done, run.plan.n_frames, fps)
+        if run.follow is not None:
+            run.follow(result.frame)
+        run.labels.refresh()
+        if run.bar is not None:
+            run.bar.update(1)
 
-    def _on_propagation_done(self) -> None:
-        run, self._run = self._run, {}
+    def _on_done(self) -> None:
+        run, self.run = self.run, None
         cancelled = self._stop is not None and self._stop.is_set()
         self._stop = None
-        run["bar"].close()
-        self.undo_stack.push(run["group"])
-        self.record_provenance()
-        elapsed = time.perf_counter() - run["t0"]
+        if run.bar is not None:
+            run.bar.close()
+        kept = self.feedback.exists(run.labels)
+        if kept:
+            self.writer.undo_stack.push(run.group)
+        if run.stopped:
+            where = f"; the {run.done} frames written stay in '{run.labels.name}'" if kept else ""
+            self.feedback.error(f"propagation stopped: {run.stopped}{where}")
+            self.feedback.objects_changed()
+            return
+        self.feedback.written()
+        elapsed = time.perf_counter() - run.t0
         verb = "cancelled after" if cancelled else "propagated"
-        fps = run["done"] / max(elapsed, 1e-6)
-        self.say(f"{verb} {run['done']} frames in {elapsed:.1f} s ({fps:.1f} frames/s)")
-        self.objects_changed.emit()
+        fps = run.done / max(elapsed, 1e-6)
+        self.feedback.say(f"{verb} {run.done} frames in {elapsed:.1f} s ({fps:.1f} frames/s)")
+        self.feedback.objects_changed()
+
+    def layer_removed(self, layer) -> bool:
+        """Stop the run if it reads or writes ``layer`` (said once, when it has stopped).
+
+        ``==``, not ``is``: the plugin's viewer hands out proxies of the layers, its events the
+        layers themselves (a proxy compares equal to the layer it wraps). Returns whether the
+        run used that layer.
+        """
+        run = self.run
+        if run is None or not (layer == run.image or layer == run.labels):
+            return False
+        if not run.stopped:
+            kind = "image" if layer == run.image else "Labels"
+            run.stopped = f"the {kind} layer '{layer.name}' was removed"
+            self._stop.set()
+        return True
 
     def cancel(self) -> None:
         """Stop the running propagation after the frame being computed (kept, like all

@@ -55,6 +55,14 @@ def device_choices() -> list[str]:
     return ["auto", *[d for d in available_devices() if d != "auto"]]
 
 
+def _row(*widgets) -> QHBoxLayout:
+    """The widgets side by side."""
+    row = QHBoxLayout()
+    for widget in widgets:
+        row.addWidget(widget)
+    return row
+
+
 class Sam2Widget(QWidget):
     """Segment and track objects with SAM 2 in the current napari viewer."""
 
@@ -62,6 +70,7 @@ class Sam2Widget(QWidget):
         super().__init__(parent)
         self.viewer = napari_viewer
         self.controller = Sam2Controller(napari_viewer)
+        self._chosen_image = None  # the image layer last picked (accepted or refused)
         self._build()
         self._connect()
         self._refresh_layers()
@@ -70,91 +79,9 @@ class Sam2Widget(QWidget):
     # ------------------------------------------------------------------ build
     def _build(self) -> None:
         layout = QVBoxLayout(self)
-        data = QGroupBox("Data")
-        form = QFormLayout(data)
-        self._image_combo, self._labels_combo = QComboBox(), QComboBox()
-        self._axis_combo = QComboBox()
-        form.addRow("image", self._image_combo)
-        form.addRow("labels", self._labels_combo)
-        form.addRow("track along", self._axis_combo)
-        layout.addWidget(data)
-
-        model = QGroupBox("Model")
-        form = QFormLayout(model)
-        self._model_combo = QComboBox()
-        self._model_combo.addItems(model_choices())
-        self._checkpoint_edit = QLineEdit()
-        self._checkpoint_edit.setPlaceholderText("optional local file (.pt, .safetensors)")
-        self._browse_button = QPushButton("...")
-        row = QHBoxLayout()
-        row.addWidget(self._checkpoint_edit)
-        row.addWidget(self._browse_button)
-        self._device_combo = QComboBox()
-        self._device_combo.addItems(device_choices())
-        self._load_button = QPushButton("Load model")
-        form.addRow("variant", self._model_combo)
-        form.addRow("checkpoint", row)
-        form.addRow("device", self._device_combo)
-        form.addRow(self._load_button)
-        layout.addWidget(model)
-
-        objects = QGroupBox("Objects")
-        box = QVBoxLayout(objects)
-        self._keys_label = QLabel(KEYS_HELP)
-        self._keys_label.setWordWrap(True)
-        box.addWidget(self._keys_label)
-        row = QHBoxLayout()
-        self._new_button, self._delete_button = QPushButton("New object"), QPushButton("Delete")
-        row.addWidget(self._new_button)
-        row.addWidget(self._delete_button)
-        box.addLayout(row)
-        self._table = ObjectTable()
-        box.addWidget(self._table)
-        self._mask_button = QPushButton("Painted mask as prompt")
-        self._mask_button.setToolTip("Use the selected object's pixels on this frame as its prompt")
-        self._track_all_button = QPushButton("Track all labels here")
-        self._track_all_button.setToolTip(
-            "Every label on this frame (e.g. from Cellpose) becomes an object"
-        )
-        row = QHBoxLayout()
-        row.addWidget(self._mask_button)
-        row.addWidget(self._track_all_button)
-        box.addLayout(row)
-        layout.addWidget(objects)
-
-        prop = QGroupBox("Propagate")
-        form = QFormLayout(prop)
-        self._direction_combo = QComboBox()
-        self._direction_combo.addItems(["forward", "backward", "both"])
-        self._all_frames_check = QCheckBox("all frames")
-        self._all_frames_check.setChecked(True)
-        self._first_spin, self._last_spin = QSpinBox(), QSpinBox()
-        row = QHBoxLayout()
-        for w in (self._all_frames_check, self._first_spin, self._last_spin):
-            row.addWidget(w)
-        self._objects_combo = QComboBox()
-        self._objects_combo.addItems(["all objects", "selected objects"])
-        self._follow_check = QCheckBox("follow frames while propagating")
-        self._follow_check.setChecked(True)
-        self._overwrite_check = QCheckBox("SAM may overwrite other labels")
-        self._propagate_button = QPushButton("Propagate")
-        self._cancel_button = QPushButton("Cancel")
-        self._cancel_button.setEnabled(False)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self._propagate_button)
-        buttons.addWidget(self._cancel_button)
-        self._progress_bar = QProgressBar()
-        self._speed_label = QLabel("")
-        form.addRow("direction", self._direction_combo)
-        form.addRow("range", row)
-        form.addRow("objects", self._objects_combo)
-        form.addRow(self._follow_check)
-        form.addRow(self._overwrite_check)
-        form.addRow(buttons)
-        form.addRow(self._progress_bar)
-        form.addRow(self._speed_label)
-        layout.addWidget(prop)
-
+        for group in (self._build_data(), self._build_model(), self._build_objects(),
+                      self._build_propagate()):
+            layout.addWidget(group)
         self._undo_button = QPushButton(f"Undo last SAM write ({UNDO_KEY})")
         layout.addWidget(self._undo_button)
         self._status_label = QLabel("")
@@ -164,6 +91,80 @@ class Sam2Widget(QWidget):
         self._slice_timer = QTimer(self)
         self._slice_timer.setSingleShot(True)
         self._slice_timer.setInterval(120)
+
+    def _build_data(self) -> QGroupBox:
+        group = QGroupBox("Data")
+        form = QFormLayout(group)
+        self._image_combo, self._labels_combo = QComboBox(), QComboBox()
+        self._axis_combo = QComboBox()
+        form.addRow("image", self._image_combo)
+        form.addRow("labels", self._labels_combo)
+        form.addRow("track along", self._axis_combo)
+        return group
+
+    def _build_model(self) -> QGroupBox:
+        group = QGroupBox("Model")
+        form = QFormLayout(group)
+        self._model_combo = QComboBox()
+        self._model_combo.addItems(model_choices())
+        self._checkpoint_edit = QLineEdit()
+        self._checkpoint_edit.setPlaceholderText("optional local file (.pt, .safetensors)")
+        self._browse_button = QPushButton("...")
+        self._device_combo = QComboBox()
+        self._device_combo.addItems(device_choices())
+        self._load_button = QPushButton("Load model")
+        form.addRow("variant", self._model_combo)
+        form.addRow("checkpoint", _row(self._checkpoint_edit, self._browse_button))
+        form.addRow("device", self._device_combo)
+        form.addRow(self._load_button)
+        return group
+
+    def _build_objects(self) -> QGroupBox:
+        group = QGroupBox("Objects")
+        box = QVBoxLayout(group)
+        self._keys_label = QLabel(KEYS_HELP)
+        self._keys_label.setWordWrap(True)
+        self._new_button, self._delete_button = QPushButton("New object"), QPushButton("Delete")
+        self._table = ObjectTable()
+        self._mask_button = QPushButton("Painted mask as prompt")
+        self._mask_button.setToolTip("Use the selected object's pixels on this frame as its prompt")
+        self._track_all_button = QPushButton("Track all labels here")
+        self._track_all_button.setToolTip(
+            "Every label on this frame (e.g. from Cellpose) becomes an object"
+        )
+        box.addWidget(self._keys_label)
+        box.addLayout(_row(self._new_button, self._delete_button))
+        box.addWidget(self._table)
+        box.addLayout(_row(self._mask_button, self._track_all_button))
+        return group
+
+    def _build_propagate(self) -> QGroupBox:
+        group = QGroupBox("Propagate")
+        form = QFormLayout(group)
+        self._direction_combo = QComboBox()
+        self._direction_combo.addItems(["forward", "backward", "both"])
+        self._all_frames_check = QCheckBox("all frames")
+        self._all_frames_check.setChecked(True)
+        self._first_spin, self._last_spin = QSpinBox(), QSpinBox()
+        self._objects_combo = QComboBox()
+        self._objects_combo.addItems(["all objects", "selected objects"])
+        self._follow_check = QCheckBox("follow frames while propagating")
+        self._follow_check.setChecked(True)
+        self._overwrite_check = QCheckBox("SAM may overwrite other labels")
+        self._propagate_button = QPushButton("Propagate")
+        self._cancel_button = QPushButton("Cancel")
+        self._cancel_button.setEnabled(False)
+        self._progress_bar = QProgressBar()
+        self._speed_label = QLabel("")
+        form.addRow("direction", self._direction_combo)
+        form.addRow("range", _row(self._all_frames_check, self._first_spin, self._last_spin))
+        form.addRow("objects", self._objects_combo)
+        form.addRow(self._follow_check)
+        form.addRow(self._overwrite_check)
+        form.addRow(_row(self._propagate_button, self._cancel_button))
+        form.addRow(self._progress_bar)
+        form.addRow(self._speed_label)
+        return group
 
     def _connect(self) -> None:
         c = self.controller
@@ -199,9 +200,7 @@ class Sam2Widget(QWidget):
         if getattr(self, "_closed", False):
             return super().closeEvent(event)
         self._closed = True
-        self.controller.cancel()
-        self.controller.jobs.quit()
-        self.controller.prefetcher.stop()
+        self.controller.close()
         self.viewer.layers.events.inserted.disconnect(self._refresh_layers)
         self.viewer.layers.events.removed.disconnect(self._refresh_layers)
         self.viewer.dims.events.current_step.disconnect(self._on_slice_changed)
@@ -231,7 +230,7 @@ class Sam2Widget(QWidget):
         self._labels_combo.setCurrentText(NEW_LABELS if labels is None else labels.name)
         self._labels_combo.blockSignals(False)
         image = self._selected("image", self._image_combo)
-        if image is not self.controller.image_layer:
+        if image != self._chosen_image:  # a new pick (a refused one is not re-reported)
             self._on_image_chosen()
 
     def _selected(self, kind: str, combo: QComboBox):
@@ -241,7 +240,8 @@ class Sam2Widget(QWidget):
         return None
 
     def _on_image_chosen(self, index=None) -> None:
-        if not self.controller.set_image_layer(self._selected("image", self._image_combo)):
+        self._chosen_image = self._selected("image", self._image_combo)
+        if not self.controller.set_image_layer(self._chosen_image):
             return
         self._axis_combo.blockSignals(True)
         self._axis_combo.clear()

@@ -4,6 +4,13 @@ Everything heavy (model loading, frame encoding, decoding a click, propagation) 
 ``thread_worker``s; results come back through signals on the main thread, which alone touches
 layers. The generators here know nothing about Qt, so tests can also drain them directly.
 
+How a job runs is injected: a *worker factory* is any callable
+``start(fn, *, yielded=None, returned=None, errored=None, finished=None) -> handle`` that runs
+``fn()`` (draining it when it is a generator, each value to ``yielded``, its return value to
+``returned``), hands an exception to ``errored``, always ends with ``finished``, and returns a
+handle with ``quit()``. :func:`napari_worker` (the default) runs it in a napari thread worker;
+:func:`run_now` runs it synchronously in the caller's thread (headless use and tests).
+
 * :func:`load_model_steps` loads a model, yielding ``(done_bytes, total_bytes)`` download
   progress, and returns the model;
 * :func:`propagation_steps` streams ``FrameResult``s of one or two propagation passes and stops
@@ -14,10 +21,71 @@ layers. The generators here know nothing about Qt, so tests can also drain them 
 
 from __future__ import annotations
 
+import inspect
 import queue
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
+
+
+class WorkerFactory(Protocol):
+    def __call__(self, fn: Callable, *, yielded: Callable | None = None,
+                 returned: Callable | None = None, errored: Callable | None = None,
+                 finished: Callable | None = None): ...
+
+
+def napari_worker(fn: Callable, *, yielded=None, returned=None, errored=None, finished=None):
+    """Run ``fn()`` in a napari thread worker, every handler connected before it starts."""
+    from napari.qt.threading import create_worker
+
+    worker = create_worker(fn, _start_thread=False, _ignore_errors=True)
+    if yielded is not None and hasattr(worker, "yielded"):
+        worker.yielded.connect(yielded)
+    if returned is not None:
+        worker.returned.connect(returned)
+    if errored is not None:
+        worker.errored.connect(errored)
+    if finished is not None:
+        worker.finished.connect(finished)
+    worker.start()
+    return worker
+
+
+class _Finished:
+    """The handle of a job :func:`run_now` has already finished (nothing left to quit)."""
+
+    def quit(self) -> None:
+        pass
+
+
+def run_now(fn: Callable, *, yielded=None, returned=None, errored=None, finished=None):
+    """Run ``fn()`` here and now, with the handlers a napari worker would call, in its order:
+    each yielded value, then the return value (or the exception), then ``finished``."""
+    try:
+        try:
+            out = fn()
+            if inspect.isgenerator(out):
+                gen, out = out, None
+                while True:
+                    try:
+                        value = next(gen)
+                    except StopIteration as stop:
+                        out = stop.value
+                        break
+                    if yielded is not None:
+                        yielded(value)
+        except Exception as exc:  # noqa: BLE001 - handed over like a worker's errored signal
+            if errored is None:
+                raise
+            errored(exc)
+        else:
+            if returned is not None:
+                returned(out)
+    finally:
+        if finished is not None:
+            finished()
+    return _Finished()
 
 
 def load_model_steps(name: str, checkpoint: str | None, device: str) -> Iterator[tuple[int, int]]:
@@ -72,9 +140,15 @@ class PropagationPlan:
     obj_ids: tuple[int, ...] | None = None
 
     def __post_init__(self):
+        if self.first > self.last:
+            raise ValueError(
+                f"the frame range {self.first}-{self.last} is empty: the first frame must not "
+                "come after the last"
+            )
         if not self.first <= self.start <= self.last:
             raise ValueError(
-                f"the start frame {self.start} must lie in the range [{self.first}, {self.last}]"
+                f"propagation starts from the shown frame {self.start}, which is outside the "
+                f"range {self.first}-{self.last}: show a frame in the range or change the range"
             )
         if not (self.forward or self.backward):
             raise ValueError("choose forward, backward or both")
@@ -130,15 +204,17 @@ def prefetch_steps(session, frames: list[int], stop: threading.Event):
 
 
 class JobQueue:
-    """Runs jobs (functions or generators) in napari workers, one at a time, in order.
+    """Runs jobs (functions or generators) one at a time, in order, through ``start_worker``.
 
-    ``submit(fn, ...)`` queues ``fn()``; its ``yielded``/``returned``/``errored`` signals are
+    ``submit(fn, ...)`` queues ``fn()``; its ``yielded``/``returned``/``errored`` handlers are
     connected before the worker starts. ``busy`` tells whether a job is running.
     """
 
-    def __init__(self):
+    def __init__(self, start_worker: WorkerFactory = napari_worker):
+        self._start_worker = start_worker
         self._pending: list[tuple] = []
         self.worker = None
+        self._running: object | None = None  # a ticket per job: tells its finish from others'
         self.on_idle: Callable[[], None] | None = None
 
     @property
@@ -168,27 +244,26 @@ class JobQueue:
             self.worker.quit()
 
     def _start_next(self) -> None:
-        from napari.qt.threading import create_worker
-
         if not self._pending:
-            self.worker = None
+            self.worker = self._running = None
             if self.on_idle is not None:
                 self.on_idle()
             return
         fn, yielded, returned, errored, finished = self._pending.pop(0)
-        worker = create_worker(fn, _start_thread=False, _ignore_errors=True)
-        if yielded is not None and hasattr(worker, "yielded"):
-            worker.yielded.connect(yielded)
-        if returned is not None:
-            worker.returned.connect(returned)
-        if errored is not None:
-            worker.errored.connect(errored)
-        if finished is not None:
-            worker.finished.connect(finished)
-        worker.finished.connect(self._on_finished)
-        self.worker = worker
-        worker.start()
+        ticket = object()
 
-    def _on_finished(self) -> None:
-        self.worker = None
-        self._start_next()
+        def done():
+            if finished is not None:
+                finished()
+            self._on_finished(ticket)
+
+        self.worker = self._running = ticket  # busy from here on (also while run_now runs it)
+        handle = self._start_worker(
+            fn, yielded=yielded, returned=returned, errored=errored, finished=done
+        )
+        if self._running is ticket:  # still running (a synchronous factory has finished it)
+            self.worker = handle
+
+    def _on_finished(self, ticket) -> None:
+        if self._running is ticket:
+            self._start_next()
