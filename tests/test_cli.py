@@ -251,3 +251,11 @@ def test_real_process_debug_shows_the_traceback(place):
     result = _subprocess(["--debug"] + TRAIN + ["--init", "fake.pt"], place)
     assert result.returncode != 0
     assert "Traceback" in result.stderr and "CheckpointError" in result.stderr
+
+
+def test_a_folder_given_as_checkpoint_is_bad_input(tmp_path, capsys):
+    """A folder where the weights file goes: exit 2, one line that says to pick the file."""
+    code = main(["demo", "--headless", "--checkpoint", str(tmp_path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and "is a folder: choose the weights file" in err[0]

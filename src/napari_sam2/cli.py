@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"{prog}: error: {one_line(exc)}", file=sys.stderr)
-        bad_input = isinstance(exc, (ValueError, FileNotFoundError, FileExistsError))
+        bad_input = isinstance(exc, (ValueError, FileNotFoundError, FileExistsError,
+                                     IsADirectoryError, NotADirectoryError))
         return EXIT_USAGE if bad_input else 1
     except Exception as exc:  # noqa: BLE001 - a bug: say so in one line, details with --debug
         if args.debug:

@@ -10,7 +10,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from napari_sam2.engine import ImagePredictor
 

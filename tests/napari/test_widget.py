@@ -1,7 +1,6 @@
 """The SAM 2 widget in a real napari viewer (Xvfb): clicks, masks, propagation, undo."""
 
 import numpy as np
-import pytest
 from qtpy.QtCore import QPoint, Qt
 
 from tests.napari.conftest import assert_same_mask, wait_idle

@@ -64,8 +64,7 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
             dict.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Checkpoint file not found: {path}")
+    check_checkpoint_path(path)
     kind = _sniff_format(path)
     if kind == "safetensors":
         raw = _read_safetensors(path)
@@ -187,6 +186,21 @@ def _mismatch_message(
 def _listing(keys: list[str]) -> str:
     shown = ", ".join(keys[:_MAX_LISTED])
     return shown + (", ..." if len(keys) > _MAX_LISTED else "")
+
+
+def check_checkpoint_path(path: Path) -> None:
+    """Raise FileNotFoundError (or IsADirectoryError) with what to do when ``path`` is not a
+    file."""
+    if path.is_dir():
+        raise IsADirectoryError(
+            f"The checkpoint {path} is a folder: choose the weights file inside it (a .pt, .pth "
+            "or .safetensors file)"
+        )
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"Checkpoint file not found: {path}; check the path, or leave the checkpoint out to "
+            "use the variant's own weights (shipped or downloaded)"
+        )
 
 
 def _damaged(path: Path, detail: str) -> CheckpointError:

@@ -12,6 +12,7 @@ import torch
 
 from napari_sam2.model.checkpoint import (
     CheckpointError,
+    check_checkpoint_path,
     check_state_dict,
     load_weights,
     read_state_dict,
@@ -90,8 +91,7 @@ def _weights_file(
 ) -> Path:
     if checkpoint is not None:
         path = Path(checkpoint).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(f"Checkpoint file not found: {path}")
+        check_checkpoint_path(path)
         return path
     if name in SHIPPED_WEIGHTS:
         path = shipped_weights_path(name)
