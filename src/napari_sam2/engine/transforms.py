@@ -154,11 +154,19 @@ def _intensity_mapper(arr: np.ndarray, rng: tuple[float, float] | None):
     lo, hi = (float(work(arr.min())), float(work(arr.max()))) if rng is None else rng
     if hi <= lo:  # constant image (no range given)
         return lambda a: np.zeros(a.shape, np.float32)
+    # Values or a span beyond float32 (e.g. a float64 image from -1e308 to 1e308) are mapped
+    # in float64, halved first when even the span overflows, instead of becoming NaN.
+    halve = not np.isfinite(hi - lo)
+    if halve or max(abs(lo), abs(hi), hi - lo) > float(np.finfo(work).max):
+        work = np.float64
+    shift, span = (lo / 2, hi / 2 - lo / 2) if halve else (lo, hi - lo)
 
     def mapped(a: np.ndarray) -> np.ndarray:
         x = a.astype(work, copy=True)
-        x -= work(lo)
-        x /= work(hi - lo)
+        if halve:
+            x *= 0.5
+        x -= work(shift)
+        x /= work(span)
         np.clip(x, 0.0, 1.0, out=x)
         return x.astype(np.float32, copy=False)
 
@@ -360,9 +368,13 @@ def logits_to_masks(logits: torch.Tensor, orig_hw: Sequence[int], *,
     Returns:
         (M, H, W) bool numpy array; extra memory besides it is about 3 * ``block_bytes``.
     """
+    if logits.ndim != 3:
+        raise ValueError(f"logits must be (M, h, w), got shape {tuple(logits.shape)}")
+    H, W = (int(v) for v in orig_hw)
+    if H <= 0 or W <= 0:
+        raise ValueError(f"orig_hw must be a positive (H, W), got {tuple(orig_hw)}")
     x = logits.float()
     m, h, w = x.shape
-    H, W = int(orig_hw[0]), int(orig_hw[1])
     out = np.empty((m, H, W), dtype=bool)
     budget = max(1, (BLOCK_BYTES if block_bytes is None else int(block_bytes)) // 4)
     cols = max(1, min(W, budget // (m * h)))
