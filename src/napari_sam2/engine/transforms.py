@@ -232,7 +232,7 @@ def _resize_in_row_blocks(arr: np.ndarray, to_float, image_size: int, device: to
     c = 1 if arr.ndim == 2 else arr.shape[2]
     budget = BLOCK_BYTES if block_bytes is None else int(block_bytes)
     rows = max(1, budget // (8 * w * c))  # float64 work copy of wide ints + float32 result
-    buf = torch.empty((1, c, h, S if w != S else w), dtype=torch.float32, device=device)
+    buf = torch.empty((1, c, h, S), dtype=torch.float32, device=device)  # (1, C, H, S)
     for r0 in range(0, h, rows):
         blk = torch.from_numpy(np.ascontiguousarray(to_float(arr[r0:r0 + rows]),
                                                     dtype=np.float32)).to(device)
