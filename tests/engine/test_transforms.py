@@ -70,6 +70,19 @@ def test_bad_intensity_range(bad):
         T.map_intensity(np.zeros((2, 2), np.uint16), intensity_range=bad)
 
 
+def test_ranges_beyond_float32_or_overflowing_map_without_nan():
+    big = np.finfo(np.float64).max
+    img = np.array([[-big, big], [0.0, 1.0]])  # the span max - min overflows float64
+    with np.errstate(all="raise"):
+        out = T.map_intensity(img)
+        np.testing.assert_allclose(out, [[0, 1], [0.5, 0.5]], atol=1e-7)
+        grey = T.map_intensity(np.array([[0, 7]], np.uint16), intensity_range=(-1e300, 1e300))
+        np.testing.assert_allclose(grey, [[0.5, 0.5]], atol=1e-7)
+        f32 = np.array([[-3e38, 3e38]], np.float32)  # span beyond float32
+        np.testing.assert_allclose(T.map_intensity(f32), [[0, 1]], atol=1e-7)
+        assert torch.isfinite(T.preprocess_image(img, 16)).all()
+
+
 def test_constant_image_gives_zeros_not_nan():
     for img in (np.full((3, 3), 7, np.uint16), np.full((3, 3), 2.5), np.zeros((1, 1))):
         out = T.map_intensity(img)

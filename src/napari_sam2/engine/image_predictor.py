@@ -8,6 +8,11 @@
 Encoding costs the image encoder once; every ``predict`` afterwards runs only the prompt
 encoder and the mask decoder, with everything prompt-independent (dense positional encoding,
 no-mask embedding) cached, and upsamples only the masks it returns.
+
+Memory scales with the image: ``encode`` maps and resizes the image in blocks of rows, and
+``predict`` upsamples and thresholds the masks tile by tile straight into the (M, H, W) bool
+result, so no full-resolution float32 copy of the image or of any mask is made
+(``transforms.preprocess_image``, ``transforms.logits_to_masks``).
 """
 
 from __future__ import annotations
@@ -211,10 +216,10 @@ class ImagePredictor:
             low_res = low_res.float()  # (1, M, 4h, 4w)
             cleaned = postprocess_logits(low_res, max_hole_area=self.max_hole_area,
                                          max_sprinkle_area=self.max_sprinkle_area)
-            masks = T.upsample_logits(cleaned, hw) > 0  # (1, M, H, W)
+            masks = T.logits_to_masks(cleaned[0], hw)  # (M, H, W) bool, tile by tile
             low_res = low_res.clamp(-LOW_RES_CLAMP, LOW_RES_CLAMP)
             return MaskPrediction(
-                masks=masks[0].cpu().numpy(),
+                masks=masks,
                 iou_scores=ious[0].float().cpu().numpy(),
                 low_res_logits=low_res[0].cpu().numpy(),
                 object_score_logits=float(obj.reshape(-1)[0]),
