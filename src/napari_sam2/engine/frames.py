@@ -188,8 +188,9 @@ class ArrayFrames:
     ) -> torch.Tensor:
         """(1, 3, S, S) normalised model input of frame ``index`` (the still-image transform)."""
         frame = self.read(index, direction)
-        scaled = T.map_intensity(frame, intensity_range)
-        return T.to_model_input(scaled, image_size, device)
+        # mapped and resized in row blocks: no float32 copy of a large frame
+        return T.preprocess_image(frame, image_size, intensity_range=intensity_range,
+                                  device=device)
 
 
 class ModelInputFrames:
