@@ -22,12 +22,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from napari_sam2.engine import fast_decoder
 from napari_sam2.engine import transforms as T
 from napari_sam2.engine.device import autocast
 from napari_sam2.engine.postprocess import postprocess_logits
 from napari_sam2.engine.prompts import check_box, check_mask_input, check_points
 from napari_sam2.engine.types import MaskPrediction
+from napari_sam2.model.mask_decoder import DecoderCache, MaskDecoder, flat_tokens
 
 LOW_RES_CLAMP = 32.0
 
@@ -40,13 +40,13 @@ class ImageEmbedding:
         image_embed: (1, C, h, w) stride-16 features with ``no_mem_embed`` added.
         high_res_features: ((1, C/8, 4h, 4w), (1, C/4, 2h, 2w)) after conv_s0 / conv_s1.
         original_size: (H, W) of the image that was encoded.
-        decoder_cache: prompt-independent decoder inputs for fast clicks (or None).
+        decoder_cache: the mask decoder's ``precompute`` for fast clicks (or None).
     """
 
     image_embed: torch.Tensor
     high_res_features: tuple[torch.Tensor, torch.Tensor]
     original_size: tuple[int, int]
-    decoder_cache: fast_decoder.DecoderImageCache | None = None
+    decoder_cache: DecoderCache | None = None
 
     @property
     def nbytes(self) -> int:
@@ -71,8 +71,8 @@ class ImagePredictor:
         max_sprinkle_area: remove foreground specks up to this area (same units); 0 is off.
         bfloat16: None (default): bfloat16 autocast on CUDA GPUs that support it, float32
             elsewhere; False: float32 everywhere (use it to compare with float32 references).
-        fast_decoder: True (default): clicks use ``engine.fast_decoder`` (the same function
-            with about half the work); False: ``Sam2Model.prompt_and_decode`` as written.
+        fast_decoder: True (default): clicks use the mask decoder's ``decode_cached`` (the
+            same function with about half the work); False: ``Sam2Model.prompt_and_decode``.
     """
 
     def __init__(
@@ -132,8 +132,8 @@ class ImagePredictor:
             cache = None
             if self.fast_decoder:
                 _, no_mask = self.model.sam_prompt_encoder(None, None, batch_size=1)
-                cache = fast_decoder.build_cache(self.model.sam_mask_decoder, embed,
-                                                 self._cached_key_pe(), no_mask, (hr0, hr1))
+                cache = self.model.sam_mask_decoder.precompute(embed, self._cached_key_pe(),
+                                                               no_mask, (hr0, hr1))
         return ImageEmbedding(embed, (hr0, hr1), (int(arr.shape[0]), int(arr.shape[1])), cache)
 
     def set_image(self, image, *, intensity_range=None) -> ImageEmbedding:
@@ -232,7 +232,7 @@ class ImagePredictor:
         key = (g.data_ptr(), g._version, g.device, g.dtype)
         if self._dense_pe is None or key != self._dense_pe_key:
             self._dense_pe = self.model.dense_pe()
-            self._key_pe = fast_decoder.flat_tokens(self._dense_pe)
+            self._key_pe = flat_tokens(self._dense_pe)
             self._dense_pe_key = key
         return self._dense_pe
 
@@ -254,11 +254,12 @@ class ImagePredictor:
             return out.masks, out.iou_predictions, out.object_score_logits
         points = None if point_coords is None else (point_coords, point_labels)
         sparse, dense = self.model.sam_prompt_encoder(points, mask_input, batch_size=1)
-        return fast_decoder.decode(
-            self.model.sam_mask_decoder, emb.image_embed, self._cached_key_pe(), sparse,
-            dense, emb.decoder_cache, multimask_output=multimask_output,
-            mask_prompt=mask_input is not None)
+        out = self.model.sam_mask_decoder.decode_cached(
+            emb.decoder_cache, sparse, None if mask_input is None else dense,
+            multimask_output=multimask_output)
+        return out.masks, out.iou_predictions, out.object_score_logits
 
 
 def fast_decoder_supported(model) -> bool:
-    return fast_decoder.supports(getattr(model, "sam_mask_decoder", None))
+    decoder = getattr(model, "sam_mask_decoder", None)
+    return isinstance(decoder, MaskDecoder) and decoder.supports_cache

@@ -1,5 +1,10 @@
 """Mask decoder: two-way transformer over output tokens and image, hypernetwork masks,
-IoU head (sigmoid) and object-score head."""
+IoU head (sigmoid) and object-score head.
+
+Two ways to run it, the same function up to float rounding: ``forward`` (any batch, training
+and autograd), and for interactive clicks on one image ``precompute`` once per image
+embedding, then ``decode_cached`` per prompt (about half the work; see ``DecoderCache``).
+"""
 
 from __future__ import annotations
 
@@ -11,9 +16,10 @@ from torch import nn
 
 from .config import MaskDecoderConfig
 from .layers import MLP, LayerNorm2d
-from .transformer import TwoWayTransformer
+from .transformer import ImageProjections, TwoWayTransformer
 
-__all__ = ["MaskDecoder", "MaskDecoderOutput", "stability_scores"]
+__all__ = ["DecoderCache", "MaskDecoder", "MaskDecoderOutput", "flat_tokens",
+           "stability_scores"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +37,58 @@ class MaskDecoderOutput:
     iou_predictions: torch.Tensor
     sam_tokens: torch.Tensor
     object_score_logits: torch.Tensor
+
+
+@dataclass(frozen=True)
+class DecoderCache:
+    """The prompt-independent part of the decoder for one image embedding
+    (``MaskDecoder.precompute``), used by ``MaskDecoder.decode_cached``.
+
+    * block 0's image-side projections: block 0 sees the image tokens before any prompt has
+      touched them, so its token->image keys and values and its image->token queries are
+      fixed per image (unless a mask prompt changes the image tokens);
+    * the high-res skip features, rearranged into the pixel-unshuffled layout that the
+      output upscaling's GEMMs produce, with the transposed convolutions' biases folded in,
+      so that one ``torch.addmm`` does matmul, bias and skip connection and only the final
+      (M, 4h, 4w) logits are rearranged.
+
+    Attributes:
+        image_embed: (1, C, h, w) the embedding (the caller's tensor, kept for mask prompts).
+        key_pe: (1, hw, C) the dense positional encoding in token layout (the caller's
+            tensor, shared by all embeddings of a model).
+        keys: (1, hw, C) image tokens = image_embed + the no-mask dense embedding, flattened.
+        proj: block 0's image-side projections of ``keys``.
+        feat_s1: (hw, 4 * C/4) the stride-8 high-res features plus the first transposed
+            convolution's bias, pixel (2i+a, 2j+b), channel o at [i*w + j, (a*2 + b)*C/4 + o]:
+            the layout the upscaling GEMM produces, so one ``addmm`` does GEMM, bias and add.
+        feat_s0: (4hw, 4 * C/8) the stride-4 features plus the second convolution's bias,
+            pixel (4i+2a+a2, 4j+2b+b2) at [((i*w + j)*2 + a)*2 + b, (a2*2 + b2)*C/8 + o].
+    """
+
+    image_embed: torch.Tensor
+    key_pe: torch.Tensor
+    keys: torch.Tensor
+    proj: ImageProjections
+    feat_s1: torch.Tensor
+    feat_s0: torch.Tensor
+
+    @property
+    def nbytes(self) -> int:
+        """Memory the cache adds (its own tensors; ``image_embed`` and ``key_pe`` are the
+        caller's): 22 MiB for an official model in float32."""
+        ts = (self.keys, self.proj.k, self.proj.v, self.proj.q_t, self.feat_s1, self.feat_s0)
+        return int(sum(t.numel() * t.element_size() for t in ts))
+
+
+def flat_tokens(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, h, w) -> (B, hw, C) contiguous (the transformer's token layout)."""
+    return x.flatten(2).transpose(1, 2).contiguous()
+
+
+def _conv_t_as_matrix(conv: nn.ConvTranspose2d) -> torch.Tensor:
+    """ConvTranspose2d(k=2, s=2) weight (Cin, Cout, 2, 2) -> (Cin, [a, b, Cout])."""
+    w = conv.weight
+    return w.permute(0, 2, 3, 1).reshape(w.shape[0], -1)
 
 
 def stability_scores(mask_logits: torch.Tensor, delta: float) -> torch.Tensor:
@@ -101,19 +159,14 @@ class MaskDecoder(nn.Module):
             masks (B, 4, 4h, 4w), iou (B, 4), mask tokens (B, 4, C), object scores (B, 1).
         """
         B = sparse_prompt_embeddings.shape[0]
-        parts = [self.iou_token.weight, self.mask_tokens.weight]
-        if self.pred_obj_scores:
-            parts.insert(0, self.obj_score_token.weight)
         s = 1 if self.pred_obj_scores else 0
-        out_tokens = torch.cat(parts, dim=0).unsqueeze(0).expand(B, -1, -1)
-        tokens = torch.cat((out_tokens, sparse_prompt_embeddings.to(out_tokens.dtype)), dim=1)
+        tokens = self._tokens(sparse_prompt_embeddings)
         src = image_embeddings
         if src.shape[0] != B:
             src = src.expand(B, -1, -1, -1)
         src = src + dense_prompt_embeddings
         b, c, h, w = src.shape
         hs, src = self.transformer(src, image_pe, tokens)
-        iou_token_out = hs[:, s, :]
         mask_tokens_out = hs[:, s + 1: s + 1 + self.num_mask_tokens, :]
         hyper_in = torch.stack(
             [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(self.output_hypernetworks_mlps)],
@@ -126,12 +179,29 @@ class MaskDecoder(nn.Module):
         else:
             up = self.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))
             masks = (hyper_in @ up.flatten(2)).view(b, -1, up.shape[-2], up.shape[-1])
-        iou_pred = self.iou_prediction_head(iou_token_out)
+        iou_pred, obj = self._scores(hs)
+        return masks, iou_pred, mask_tokens_out, obj
+
+    def _tokens(self, sparse_prompt_embeddings: torch.Tensor) -> torch.Tensor:
+        """(B, N, C) prompt tokens -> (B, s + 1 + 4 + N, C) with the output tokens first:
+        [object score (s = 1 when pred_obj_scores), IoU, 4 mask tokens, prompts]."""
+        B = sparse_prompt_embeddings.shape[0]
+        parts = [self.iou_token.weight, self.mask_tokens.weight]
+        if self.pred_obj_scores:
+            parts.insert(0, self.obj_score_token.weight)
+        out_tokens = torch.cat(parts, dim=0).unsqueeze(0).expand(B, -1, -1)
+        return torch.cat((out_tokens, sparse_prompt_embeddings.to(out_tokens.dtype)), dim=1)
+
+    def _scores(self, hs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Transformer output tokens (B, Nt, C) -> IoU predictions (B, 4), object score
+        logits (B, 1) (10 when the decoder predicts none)."""
+        s = 1 if self.pred_obj_scores else 0
+        iou_pred = self.iou_prediction_head(hs[:, s, :])
         if self.pred_obj_scores:
             obj = self.pred_obj_score_head(hs[:, 0, :])
         else:
             obj = 10.0 * iou_pred.new_ones(iou_pred.shape[0], 1)
-        return masks, iou_pred, mask_tokens_out, obj
+        return iou_pred, obj
 
     def _upscale_channels_last(self, tokens: torch.Tensor, h: int, w: int,
                                high_res_features: tuple[torch.Tensor, ...]) -> torch.Tensor:
@@ -180,9 +250,13 @@ class MaskDecoder(nn.Module):
     ) -> MaskDecoderOutput:
         """Decode and select: multimask -> tokens 1..3; single -> token 0, or with dynamic
         stability (eval only) the best multimask when token 0's stability < thresh."""
-        masks, iou, tokens, obj = self.predict_all(
+        return self._select(*self.predict_all(
             image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings,
-            high_res_features)
+            high_res_features), multimask_output=multimask_output)
+
+    def _select(self, masks: torch.Tensor, iou: torch.Tensor, tokens: torch.Tensor,
+                obj: torch.Tensor, *, multimask_output: bool) -> MaskDecoderOutput:
+        """``predict_all``'s outputs -> the selected ones (see ``forward``)."""
         if multimask_output:
             out_masks, out_iou = masks[:, 1:], iou[:, 1:]
         elif self.cfg.dynamic_multimask_via_stability and not self.training:
@@ -209,3 +283,102 @@ class MaskDecoder(nn.Module):
         out_masks = torch.where(stable[..., None, None], single_masks, best_masks)
         out_iou = torch.where(stable, single_iou, best_iou)
         return out_masks, out_iou
+
+    # ------------------------------------------------------------------ cached path
+    @property
+    def supports_cache(self) -> bool:
+        """True when ``precompute`` / ``decode_cached`` apply: the decoder uses high-res
+        features and block 0 of its transformer adds no positional encoding to the tokens."""
+        layers = self.transformer.layers
+        return bool(self.use_high_res_features and len(layers) > 0
+                    and layers[0].skip_first_layer_pe)
+
+    def precompute(self, image_embed: torch.Tensor, key_pe: torch.Tensor,
+                   no_mask_dense: torch.Tensor,
+                   high_res_features: tuple[torch.Tensor, torch.Tensor]) -> DecoderCache:
+        """The prompt-independent part of the decoder for one image embedding.
+
+        Args:
+            image_embed: (1, C, h, w).
+            key_pe: (1, hw, C) ``flat_tokens`` of the dense positional encoding (shared by
+                all embeddings of a model).
+            no_mask_dense: (1, C, h, w) the prompt encoder's dense embedding without a mask.
+            high_res_features: ((1, C/8, 4h, 4w), (1, C/4, 2h, 2w)).
+
+        Returns:
+            ``DecoderCache`` for ``decode_cached``.
+        """
+        if not self.supports_cache:
+            raise ValueError("this mask decoder has no cached path (it needs high-res "
+                             "features and skip_first_layer_pe): use forward()")
+        keys = flat_tokens(image_embed + no_mask_dense)
+        _, _, h, w = image_embed.shape
+        f0, f1 = high_res_features
+        c0, c1 = f0.shape[1], f1.shape[1]
+        dc1, dc2 = self.output_upscaling[0], self.output_upscaling[3]
+        # [o, i, a, j, b] -> [i, j, a, b, o]
+        f1 = f1[0].reshape(c1, h, 2, w, 2).permute(1, 3, 2, 4, 0).reshape(h * w, 4 * c1)
+        # [o, i, a, a2, j, b, b2] -> [i, j, a, b, a2, b2, o]
+        f0 = f0[0].reshape(c0, h, 2, 2, w, 2, 2).permute(1, 4, 2, 5, 3, 6, 0)
+        f0 = f0.reshape(4 * h * w, 4 * c0)
+        return DecoderCache(
+            image_embed=image_embed,
+            key_pe=key_pe,
+            keys=keys,
+            proj=self.transformer.layers[0].project_image(keys, key_pe),
+            feat_s1=(f1 + dc1.bias.repeat(4)).contiguous(),
+            feat_s0=(f0 + dc2.bias.repeat(4)).contiguous(),
+        )
+
+    def decode_cached(self, cache: DecoderCache, sparse_prompt_embeddings: torch.Tensor,
+                      dense_prompt_embeddings: torch.Tensor | None = None, *,
+                      multimask_output: bool) -> MaskDecoderOutput:
+        """``forward`` for one prompt on a precomputed image: the same outputs as
+        ``forward(cache.image_embed, image_pe, sparse, dense, multimask_output=...,
+        high_res_features=...)`` up to float rounding (~1e-6 of the logits' range).
+
+        Args:
+            cache: ``precompute`` of the image embedding.
+            sparse_prompt_embeddings: (1, N, C) prompt tokens.
+            dense_prompt_embeddings: (1, C, h, w) the dense embedding of a mask prompt, or
+                None when there is no mask prompt (the cached no-mask image tokens are used).
+
+        Returns:
+            ``MaskDecoderOutput`` with batch 1.
+        """
+        s = 1 if self.pred_obj_scores else 0
+        tokens = self._tokens(sparse_prompt_embeddings)
+        if dense_prompt_embeddings is None:
+            hs, keys = self.transformer.run_tokens(tokens, cache.keys, cache.key_pe, cache.proj)
+        else:  # a mask prompt changes the image tokens: only the skip layout is reused
+            keys = flat_tokens(cache.image_embed + dense_prompt_embeddings)
+            hs, keys = self.transformer.run_tokens(tokens, keys, cache.key_pe)
+        nm = self.num_mask_tokens
+        mask_tokens_out = hs[0, s + 1: s + 1 + nm, :]
+        hyper_in = torch.stack(
+            [mlp(mask_tokens_out[i]) for i, mlp in enumerate(self.output_hypernetworks_mlps)])
+        masks = self._upscale_cached(keys[0], hyper_in, cache, cache.image_embed.shape[-2:])
+        iou, obj = self._scores(hs)
+        return self._select(masks, iou, mask_tokens_out[None], obj,
+                            multimask_output=multimask_output)
+
+    def _upscale_cached(self, src_tokens: torch.Tensor, hyper_in: torch.Tensor,
+                        cache: DecoderCache, hw: tuple[int, int]) -> torch.Tensor:
+        """Output upscaling + hypernetwork product as GEMMs in a pixel-unshuffled layout.
+
+        Args:
+            src_tokens: (hw, C) image tokens after the transformer (row-major over h, w).
+            hyper_in: (nm, C/8) hypernetwork outputs.
+        Returns:
+            (1, nm, 4h, 4w) mask logits.
+        """
+        h, w = hw
+        dc1, ln1, act1, dc2, act2 = self.output_upscaling
+        c1, c0 = dc1.weight.shape[1], dc2.weight.shape[1]
+        y = torch.addmm(cache.feat_s1, src_tokens, _conv_t_as_matrix(dc1))  # (hw, 4*c1)
+        y = act1(F.layer_norm(y.view(-1, c1), (c1,), ln1.weight, ln1.bias, ln1.eps))
+        y = act2(torch.addmm(cache.feat_s0, y.view(-1, c1), _conv_t_as_matrix(dc2)))
+        nm = hyper_in.shape[0]
+        m = (y.view(-1, c0) @ hyper_in.t()).view(h, w, 2, 2, 2, 2, nm)
+        # [i, j, a, b, a2, b2, m] -> [m, i, a, a2, j, b, b2]
+        return m.permute(6, 0, 2, 4, 1, 3, 5).reshape(1, nm, 4 * h, 4 * w)
