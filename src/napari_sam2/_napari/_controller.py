@@ -24,6 +24,8 @@ already written stay.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from psygnal import Signal
 
@@ -44,6 +46,25 @@ from napari_sam2._napari._tracking import Tracker
 from napari_sam2._napari._workers import JobQueue, WorkerFactory, napari_worker
 
 DEFAULT_MODEL = "sam2.1_hiera_tiny"
+
+
+@dataclass
+class ImageState:
+    """What the widget shows for one image, kept while another image is picked."""
+
+    image: object
+    labels_layer: object | None
+    stack_axis: int | None
+    objects: set[int]
+    current_obj: int
+    prompts: dict | None
+
+
+def visible_color(rgba) -> bool:
+    """Whether a label colour stands out on microscopy: not greyish, not near white or black."""
+    r, g, b = (float(c) for c in tuple(rgba)[:3])
+    brightness = 0.299 * r + 0.587 * g + 0.114 * b
+    return max(r, g, b) - min(r, g, b) >= 0.2 and brightness <= 0.9 and max(r, g, b) >= 0.3
 
 
 def napari_progress_bar(total: int, desc: str):
@@ -88,6 +109,7 @@ class Sam2Controller:
         self.prompts = PromptLayers(viewer, self._on_point, self._on_box, self._on_points_removed)
         self._contrast_dirty = False
         self.last_download: tuple[int, int] | None = None
+        self._kept: list[ImageState] = []  # the state of images picked before (see switch)
         viewer.layers.events.removed.connect(self._on_layer_removed)
 
     def close(self) -> None:
@@ -135,6 +157,10 @@ class Sam2Controller:
         if in_use:
             self.jobs.clear_pending()  # queued clicks on that layer have nowhere to go
         self.sessions.drop_layer(layer)  # its features (the widget may have let go of it first)
+        self._kept = [k for k in self._kept if not k.image == layer]
+        for kept in self._kept:
+            if kept.labels_layer == layer:
+                kept.labels_layer = None
         if layer == self.image_layer:
             self.prefetcher.stop()
             self.image_layer = None
@@ -142,6 +168,10 @@ class Sam2Controller:
             self.labels_layer = None
 
     def set_image_layer(self, layer) -> bool:
+        """Work on ``layer``. Each image keeps its own prompts, objects, Labels layer, stack
+        axis and sessions: picking another image puts the current ones aside (the prompt
+        layers are emptied) and brings back those of the picked image, if it was used before.
+        """
         if layer is None:
             self.image_layer = None
             self.say("Open an image (2D, 2D+t, 3D or 3D+t), then pick it here.")
@@ -151,15 +181,41 @@ class Sam2Controller:
         except ValueError as exc:
             self._error(str(exc))
             return False
-        if self.image_layer is not None and layer is not self.image_layer:
-            self.sessions.drop_layer(self.image_layer)
+        if self.image_layer is not None and layer == self.image_layer:
+            self.prompts.attach(layer, ndim)  # same image: keep everything
+            return True
+        self._put_aside()
+        kept = next((k for k in self._kept if k.image == layer), None)
         self.image_layer = layer
-        self.stack_axis = self.default_stack_axis(layer) if ndim > 2 else None
         self.prompts.attach(layer, ndim)
-        layer.events.contrast_limits.connect(self._on_contrast)
-        if self.labels_layer is not None and self.labels_layer.data.shape != image_shape(layer):
+        if kept is not None:
+            self._kept.remove(kept)
+            labels = kept.labels_layer
+            self.labels_layer = labels if labels is not None and labels in self.viewer.layers \
+                else None
+            self.stack_axis, self.objects = kept.stack_axis, kept.objects
+            self.prompts.restore(kept.prompts)
+            self.select_object(kept.current_obj)
+        else:
+            self.stack_axis = self.default_stack_axis(layer) if ndim > 2 else None
             self.labels_layer = None
+            self.objects = set()
+            self.select_object(1)
+        layer.events.contrast_limits.connect(self._on_contrast)
+        self.objects_changed.emit()
         return True
+
+    def _put_aside(self) -> None:
+        """Keep the current image's state and empty the prompt layers (another image comes)."""
+        if self.image_layer is None:
+            return
+        if self.image_layer in self.viewer.layers:
+            self._kept.append(ImageState(
+                self.image_layer, self.labels_layer, self.stack_axis, set(self.objects),
+                self.current_obj, self.prompts.snapshot(),
+            ))
+        self.prompts.clear()
+        self.prefetcher.stop()
 
     @staticmethod
     def default_stack_axis(layer) -> int:
@@ -172,15 +228,14 @@ class Sam2Controller:
         return 0
 
     def axis_names(self) -> list[str]:
+        """The names of the image's stack axes, as napari's sliders show them."""
         if self.image_layer is None:
             return []
         ndim = len(image_shape(self.image_layer))
-        names = [str(a) for a in getattr(self.image_layer, "axis_labels", ())][-ndim:]
-        if len(names) != ndim:
-            names = [str(a) for a in range(ndim)]
-        # napari's default labels are numbers ("0" or "-3"): say "axis 0" instead
-        stack_names = names[: ndim - 2]
-        return [f"axis {i}" if n.lstrip("-").isdigit() else n for i, n in enumerate(stack_names)]
+        labels = list(self.viewer.dims.axis_labels)[-ndim:]
+        if len(labels) != ndim:
+            labels = [str(a) for a in range(ndim)]
+        return [str(n) for n in labels[: ndim - 2]]
 
     def set_stack_axis(self, axis: int) -> None:
         if self.image_layer is None:
@@ -203,6 +258,7 @@ class Sam2Controller:
                 scale=tuple(self.image_layer.scale)[-len(shape):],
                 translate=tuple(self.image_layer.translate)[-len(shape):],
             )
+            self.prompts.raise_to_top()
             self.prompts.activate_points()
         elif tuple(layer.data.shape) != shape:
             self._error(
@@ -327,14 +383,15 @@ class Sam2Controller:
         self.busy_changed.emit(False)
 
     # ------------------------------------------------------------------ prompts
-    def _check_ready(self) -> bool:
+    def _check_ready(self, create_labels: bool = True) -> bool:
+        """An image and a model (and, when ``create_labels``, a Labels layer, made if needed)."""
         if self.image_layer is None:
             self._error("no image layer: open an image and pick it in the SAM 2 widget")
             return False
         if self.sessions.model is None and not self.jobs.busy:
             self._error("no model loaded: pick a model and press Load")
             return False
-        return self._ensure_labels()
+        return self._ensure_labels() if create_labels else True
 
     def _plane_shown(self) -> bool:
         """True when the viewer shows the image's (y, x) plane in 2-D, as SAM needs."""
@@ -408,7 +465,11 @@ class Sam2Controller:
         ``obj_ids`` None: the current object; ``"all"``: every label on the frame (e.g. from
         Cellpose). The painted masks stay as they are; later propagation starts from them.
         """
-        if not self._check_ready():
+        if not self._check_ready(create_labels=False):
+            return
+        if self.labels_layer is None or self.labels_layer not in self.viewer.layers:
+            self._error("no Labels layer to take masks from: pick the Labels layer with the "
+                        "painted objects (or paint into a new one) first")
             return
         ref, frame = self.current_ref(), self.current_frame()
         plane = np.array(self.labels_layer.data[ref.plane_key(frame)])
@@ -431,14 +492,24 @@ class Sam2Controller:
         self.tracker.mask_as_prompt(self.image_layer, ref, frame, {i: plane == i for i in ids})
 
     def propagate(self, direction: str = "forward", frame_range=None, obj_ids=None) -> bool:
-        """Propagate from the shown frame; ``direction`` forward/backward/both."""
-        if not self._check_ready():
+        """Propagate from the shown frame; ``direction`` forward/backward/both.
+
+        A refused propagation (nothing to propagate, bad range) changes nothing; after "both"
+        the view goes back to the frame it started from."""
+        if not self._check_ready(create_labels=False):
             return False
-        return self.tracker.propagate(
-            self.image_layer, self.labels_layer, self.current_ref(), start=self.current_frame(),
-            n_frames=self.num_frames(), direction=direction, frame_range=frame_range,
-            obj_ids=obj_ids, follow=self._follow,
+        ref, start = self.current_ref(), self.current_frame()
+        planned = self.tracker.plan(
+            self.image_layer, ref, start=start, n_frames=self.num_frames(), direction=direction,
+            frame_range=frame_range, obj_ids=obj_ids,
         )
+        if planned is None or not self._ensure_labels():
+            return False
+        session, plan = planned
+        back = (lambda: self._follow(start)) if direction == "both" else None
+        self.tracker.start(session, self.image_layer, self.labels_layer, ref, plan,
+                           follow=self._follow, on_end=back)
+        return True
 
     def _follow(self, frame: int) -> None:
         if self.follow:
@@ -448,6 +519,10 @@ class Sam2Controller:
     def new_object(self) -> int:
         if self._ensure_labels():
             obj = next_free_label(self.labels_layer.data, self.objects)
+            for _ in range(64):  # skip ids whose colour would be hard to see on the image
+                if visible_color(self.labels_layer.get_color(obj)):
+                    break
+                obj += 1
             self.select_object(obj)
             self.objects.add(obj)
             self.prompts.activate_points()

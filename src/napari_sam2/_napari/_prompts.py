@@ -51,14 +51,25 @@ class PromptLayers:
 
     # ----------------------------------------------------------------- layers
     def attach(self, image_layer, ndim: int) -> None:
-        """Make (or reuse) prompt layers matching ``image_layer`` (``ndim`` non-channel dims)."""
+        """Make (or reuse) prompt layers matching ``image_layer`` (``ndim`` non-channel dims),
+        drawn above every other layer. Layers of another dimensionality are replaced."""
+        shape = tuple(image_layer.data[0].shape if getattr(image_layer, "multiscale", False)
+                      else image_layer.data.shape)[:ndim]
         geometry = {
             "scale": tuple(image_layer.scale)[-ndim:],
             "translate": tuple(image_layer.translate)[-ndim:],
         }
+        for layer in (self.points, self.boxes):
+            if layer is not None and layer in self.viewer.layers and layer.ndim != ndim:
+                self._quiet = True
+                try:
+                    self.viewer.layers.remove(layer)
+                finally:
+                    self._quiet = False
+        size = point_size(shape)
         if self.points is None or self.points not in self.viewer.layers or self.points.ndim != ndim:
             self.points = self.viewer.add_points(
-                np.empty((0, ndim)), ndim=ndim, name=POINTS_NAME, size=7, border_width=0.15,
+                np.empty((0, ndim)), ndim=ndim, name=POINTS_NAME, size=size, border_width=0.15,
                 border_color="white",
                 features={"obj_id": np.empty(0, int), "positive": np.empty(0, bool)},
                 **geometry,
@@ -68,6 +79,7 @@ class PromptLayers:
             self.points.events.data.connect(self._on_points_data)
         else:
             self.points.scale, self.points.translate = geometry["scale"], geometry["translate"]
+            self.points.current_size = size
         if self.boxes is None or self.boxes not in self.viewer.layers or self.boxes.ndim != ndim:
             self.boxes = self.viewer.add_shapes(
                 ndim=ndim, name=BOXES_NAME, edge_color="yellow", face_color="transparent",
@@ -77,6 +89,49 @@ class PromptLayers:
             self.boxes.events.data.connect(self._on_shapes_data)
         else:
             self.boxes.scale, self.boxes.translate = geometry["scale"], geometry["translate"]
+        self.raise_to_top()
+
+    def raise_to_top(self) -> None:
+        """Draw the prompt layers above all others (boxes, then points on top)."""
+        layers = self.viewer.layers
+        for layer in (self.boxes, self.points):
+            if layer is not None and layer in layers and layers.index(layer) != len(layers) - 1:
+                layers.move(layers.index(layer), len(layers))
+
+    # ----------------------------------------------------------------- per image
+    def snapshot(self) -> dict:
+        """The prompts now in the layers (data and features), for ``restore``."""
+        out = {}
+        for key, layer in (("points", self.points), ("boxes", self.boxes)):
+            if layer is not None and layer in self.viewer.layers and len(layer.data):
+                out[key] = ([np.array(d) for d in layer.data] if key == "boxes"
+                            else np.array(layer.data), layer.features.copy())
+        return out
+
+    def clear(self) -> None:
+        """Empty both prompt layers (no re-segmentation is triggered)."""
+        for layer in (self.points, self.boxes):
+            if layer is not None and layer in self.viewer.layers and len(layer.data):
+                self._remove_quietly(layer, set(range(len(layer.data))))
+
+    def restore(self, snapshot: dict | None) -> None:
+        """Put back the prompts of a ``snapshot`` (into layers ``attach`` made)."""
+        self.clear()
+        if not snapshot:
+            return
+        self._quiet = True
+        try:
+            if "points" in snapshot:
+                data, features = snapshot["points"]
+                self.points.data = data
+                self.points.features = features.reset_index(drop=True)
+                self._recolor()
+            if "boxes" in snapshot:
+                data, features = snapshot["boxes"]
+                self.boxes.add_rectangles(data)
+                self.boxes.features = features.reset_index(drop=True)
+        finally:
+            self._quiet = False
 
     def set_object(self, obj_id: int) -> None:
         self.obj_id = int(obj_id)
@@ -147,6 +202,8 @@ class PromptLayers:
         self.add_point(layer.world_to_data(world), not negative)
 
     def _on_shapes_data(self, event) -> None:
+        if self._quiet:
+            return
         if getattr(event, "action", None) != "added" or not len(self.boxes.data):
             return
         vertices = np.asarray(self.boxes.data[-1], float)
@@ -185,6 +242,11 @@ class PromptLayers:
             self._remove_quietly(layer, set(np.flatnonzero(ids == obj_id).tolist()))
         if self.points is not None and len(self.points.data):
             self._recolor()
+
+
+def point_size(shape) -> float:
+    """Prompt markers about 1/60 of the image's larger side wide, at least 3 pixels."""
+    return float(max(3, round(max(shape[-2:]) / 60)))
 
 
 def box_from_vertices(vertices) -> tuple[float, float, float, float]:

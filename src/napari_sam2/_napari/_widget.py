@@ -37,7 +37,8 @@ UNDO_KEY = "Alt-Z"
 KEYS_HELP = (
     "Left-click: object   Alt+click or right-click: background\n"
     "Draw a rectangle on 'SAM boxes' for a box prompt   "
-    f"{UNDO_KEY}: undo the last SAM write"
+    f"{UNDO_KEY}: undo the last SAM write\n"
+    "The selected object is also the Labels brush's label (paint to correct it)"
 )
 
 
@@ -241,6 +242,7 @@ class Sam2Widget(QWidget):
 
     def _on_image_chosen(self, index=None) -> None:
         self._chosen_image = self._selected("image", self._image_combo)
+        self._reset_progress()
         if not self.controller.set_image_layer(self._chosen_image):
             return
         self._axis_combo.blockSignals(True)
@@ -313,7 +315,14 @@ class Sam2Widget(QWidget):
         self._progress_bar.setValue(done)
         self._speed_label.setText(f"{done}/{total} frames, {fps:.1f} frames/s")
 
+    def _reset_progress(self) -> None:
+        self._progress_bar.reset()
+        self._speed_label.setText("")
+
     def _on_busy(self, busy: bool) -> None:
+        bar = self._progress_bar
+        if not busy and 0 <= bar.value() < bar.maximum():
+            self._reset_progress()  # a cancelled or stopped run: the status line says how far
         self._cancel_button.setEnabled(busy)
         self._propagate_button.setEnabled(not busy)
         self._load_button.setEnabled(not busy)
