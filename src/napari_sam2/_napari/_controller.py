@@ -427,7 +427,8 @@ class Sam2Controller:
         self.segment(ref, ref.frame_of(vertices[0]), self.current_obj)
 
     def _on_points_removed(self, removed) -> None:
-        """Prompt points deleted by the user: re-segment each affected (frame, object)."""
+        """Prompt points or boxes deleted by the user: re-segment each affected (frame,
+        object) from the prompts left there."""
         if self.image_layer is None or self.sessions.model is None or self.labels_layer is None:
             return
         shape = image_shape(self.image_layer)
@@ -556,6 +557,10 @@ class Sam2Controller:
         self.writer.undo_stack.push(group)
         if self.labels_layer is not None:
             self.labels_layer.refresh()
+        if self.current_obj in obj_ids:  # clicks go to an object that still exists
+            left = sorted(self.objects)
+            data = self.labels_layer.data if self.labels_layer is not None else ()
+            self.select_object(left[-1] if left else next_free_label(data, obj_ids))
         self.objects_changed.emit()
 
     def frames_covered(self, obj_id: int) -> list[int]:

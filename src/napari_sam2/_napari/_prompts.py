@@ -34,6 +34,8 @@ class PromptLayers:
         viewer: the napari viewer.
         on_point: called with (data coords (ndim,), positive) after a click added a point.
         on_box: called with (vertices (4, ndim) data coords) after a rectangle was drawn.
+        on_removed: called with [(data coords (ndim,), obj_id)] after the user deleted points
+            or boxes (a box by its first vertex).
     """
 
     def __init__(
@@ -43,7 +45,8 @@ class PromptLayers:
         self.on_point = on_point
         self.on_box = on_box
         self.on_removed = on_removed
-        self._removing: list[tuple[np.ndarray, int]] = []
+        self._removing: list[tuple[np.ndarray, int]] = []  # points being deleted
+        self._removing_boxes: list[tuple[np.ndarray, int]] = []  # (first vertex, obj_id)
         self._quiet = False
         self.points = None
         self.boxes = None
@@ -87,6 +90,7 @@ class PromptLayers:
             )
             self.boxes.feature_defaults = {"obj_id": self.obj_id}
             self.boxes.events.data.connect(self._on_shapes_data)
+            self.boxes.mouse_drag_callbacks.append(self._on_box_drawn)
         else:
             self.boxes.scale, self.boxes.translate = geometry["scale"], geometry["translate"]
         self.raise_to_top()
@@ -202,13 +206,42 @@ class PromptLayers:
         self.add_point(layer.world_to_data(world), not negative)
 
     def _on_shapes_data(self, event) -> None:
+        """A rectangle added in code is a box prompt at once; one drawn with the mouse when
+        the drag ends (``_on_box_drawn``). Deleted boxes are reported like deleted points."""
         if self._quiet:
             return
-        if getattr(event, "action", None) != "added" or not len(self.boxes.data):
+        action = str(getattr(event, "action", "")).lower()
+        if action.endswith("removing"):
+            ids = self.boxes.features["obj_id"].to_numpy(int)
+            idx = sorted(getattr(event, "data_indices", ()) or ())
+            self._removing_boxes = [(np.asarray(self.boxes.data[i], float)[0], int(ids[i]))
+                                    for i in idx]
+        elif action.endswith("removed") and self._removing_boxes and self.on_removed:
+            removed, self._removing_boxes = self._removing_boxes, []
+            self.on_removed(removed)
+        elif action.endswith("added") and not getattr(self.boxes, "_is_creating", False):
+            self._report_last_box()
+
+    def _on_box_drawn(self, layer, event):
+        """After a mouse drag that drew a rectangle, report it (once its corners are final)."""
+        if not str(layer.mode).endswith("rectangle") or event.type != "mouse_press":
+            return
+        before = len(layer.data)
+        yield
+        while event.type == "mouse_move":
+            yield
+        from qtpy.QtCore import QTimer  # napari finishes the shape after this callback
+
+        QTimer.singleShot(0, lambda: self._report_last_box() if len(layer.data) > before
+                          else None)
+
+    def _report_last_box(self) -> None:
+        if not len(self.boxes.data) or self.boxes.shape_type[-1] != "rectangle":
             return
         vertices = np.asarray(self.boxes.data[-1], float)
-        if self.boxes.shape_type[-1] != "rectangle":
-            return
+        r0, c0, r1, c1 = box_from_vertices(vertices)
+        if r1 - r0 < 1 or c1 - c0 < 1:
+            return  # a click, not a box
         self.on_box(vertices)
 
     # ----------------------------------------------------------------- queries

@@ -202,6 +202,11 @@ class Sam2Widget(QWidget):
             return super().closeEvent(event)
         self._closed = True
         self.controller.close()
+        c = self.controller  # a job that still returns must not reach the deleted controls
+        for signal, slot in ((c.status, self._on_status), (c.progress, self._on_progress),
+                             (c.objects_changed, self._refresh_objects),
+                             (c.busy_changed, self._on_busy)):
+            signal.disconnect(slot)
         self.viewer.layers.events.inserted.disconnect(self._refresh_layers)
         self.viewer.layers.events.removed.disconnect(self._refresh_layers)
         self.viewer.dims.events.current_step.disconnect(self._on_slice_changed)
