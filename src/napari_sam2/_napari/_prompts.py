@@ -90,7 +90,6 @@ class PromptLayers:
             )
             self.boxes.feature_defaults = {"obj_id": self.obj_id}
             self.boxes.events.data.connect(self._on_shapes_data)
-            self.boxes.mouse_drag_callbacks.append(self._on_box_drawn)
         else:
             self.boxes.scale, self.boxes.translate = geometry["scale"], geometry["translate"]
         self.raise_to_top()
@@ -206,8 +205,8 @@ class PromptLayers:
         self.add_point(layer.world_to_data(world), not negative)
 
     def _on_shapes_data(self, event) -> None:
-        """A rectangle added in code is a box prompt at once; one drawn with the mouse when
-        the drag ends (``_on_box_drawn``). Deleted boxes are reported like deleted points."""
+        """A rectangle added (drawn, once finished) is a box prompt; deleted boxes are reported
+        like deleted points."""
         if self._quiet:
             return
         action = str(getattr(event, "action", "")).lower()
@@ -219,21 +218,8 @@ class PromptLayers:
         elif action.endswith("removed") and self._removing_boxes and self.on_removed:
             removed, self._removing_boxes = self._removing_boxes, []
             self.on_removed(removed)
-        elif action.endswith("added") and not getattr(self.boxes, "_is_creating", False):
+        elif action.endswith("added"):  # napari says so when a drawn rectangle is finished
             self._report_last_box()
-
-    def _on_box_drawn(self, layer, event):
-        """After a mouse drag that drew a rectangle, report it (once its corners are final)."""
-        if not str(layer.mode).endswith("rectangle") or event.type != "mouse_press":
-            return
-        before = len(layer.data)
-        yield
-        while event.type == "mouse_move":
-            yield
-        from qtpy.QtCore import QTimer  # napari finishes the shape after this callback
-
-        QTimer.singleShot(0, lambda: self._report_last_box() if len(layer.data) > before
-                          else None)
 
     def _report_last_box(self) -> None:
         if not len(self.boxes.data) or self.boxes.shape_type[-1] != "rectangle":
