@@ -99,15 +99,22 @@ def test_progress_text_reset_after_cancel_and_image_switch(bare, qtbot):
     viewer, widget, c = bare
     c.prompts.add_point((0, 24, 32), True)
     wait_idle(qtbot, c)
-    c.progress.connect(lambda done, total, fps: c.cancel() if done == 1 else None)
+    def cancel_at_first(done, total, fps):
+        if done == 1:
+            c.cancel()
+
+    c.progress.connect(cancel_at_first)
     widget._propagate_button.click()
     wait_idle(qtbot, c)
     assert "cancelled" in widget._status_label.text()
     assert widget._speed_label.text() == "" and widget._progress_bar.value() < 1
-    c.progress.disconnect()
-    widget._on_progress(6, 6, 2.0)  # a finished run keeps its count...
-    c.busy_changed.emit(False)
-    assert widget._speed_label.text().startswith("6/6")
+    c.progress.disconnect(cancel_at_first)
+    widget._direction_combo.setCurrentText("both")
+    widget._propagate_button.click()
+    wait_idle(qtbot, c)
+    bar = widget._progress_bar  # a finished run keeps its full bar and count...
+    assert bar.value() == bar.maximum() >= 6
+    assert widget._speed_label.text().startswith(f"{bar.value()}/{bar.value()} frames")
     viewer.add_image(square_stack(), name="other")
     widget._image_combo.setCurrentText("other")  # ...until another image is picked
     assert widget._speed_label.text() == ""

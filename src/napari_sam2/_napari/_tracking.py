@@ -180,6 +180,14 @@ class Tracker:
         kept = self.feedback.exists(run.labels)
         if kept:
             self.writer.undo_stack.push(run.group)
+        # a last progress: (0, 0) when cancelled or stopped (nothing in progress any more);
+        # all frames done when the plan counted one more (the start frame, in both passes)
+        elapsed = time.perf_counter() - run.t0
+        fps = run.done / max(elapsed, 1e-6)
+        if cancelled or run.stopped:
+            self.feedback.progress(0, 0, 0.0)
+        elif run.done != run.plan.n_frames:
+            self.feedback.progress(run.done, run.done, fps)
         if run.stopped:
             where = f"; the {run.done} frames written stay in '{run.labels.name}'" if kept else ""
             self.feedback.error(f"propagation stopped: {run.stopped}{where}")
@@ -188,9 +196,7 @@ class Tracker:
         self.feedback.written()
         if run.on_end is not None:
             run.on_end()
-        elapsed = time.perf_counter() - run.t0
         verb = "cancelled after" if cancelled else "propagated"
-        fps = run.done / max(elapsed, 1e-6)
         self.feedback.say(f"{verb} {run.done} frames in {elapsed:.1f} s ({fps:.1f} frames/s)")
         self.feedback.objects_changed()
 

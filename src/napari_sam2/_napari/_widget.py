@@ -316,6 +316,10 @@ class Sam2Widget(QWidget):
         self._slice_timer.start()
 
     def _on_progress(self, done: int, total: int, fps: float) -> None:
+        """Frames done of total; (0, 0) means nothing is in progress (after a cancel)."""
+        if total == 0:
+            self._reset_progress()
+            return
         self._progress_bar.setMaximum(max(total, 1))
         self._progress_bar.setValue(done)
         self._speed_label.setText(f"{done}/{total} frames, {fps:.1f} frames/s")
@@ -325,9 +329,6 @@ class Sam2Widget(QWidget):
         self._speed_label.setText("")
 
     def _on_busy(self, busy: bool) -> None:
-        bar = self._progress_bar
-        if not busy and 0 <= bar.value() < bar.maximum():
-            self._reset_progress()  # a cancelled or stopped run: the status line says how far
         self._cancel_button.setEnabled(busy)
         self._propagate_button.setEnabled(not busy)
         self._load_button.setEnabled(not busy)
