@@ -192,3 +192,43 @@ def test_plain_tiff_opens_with_napari_and_ours_as_labels(make_napari_viewer, tmp
     tifffile.imwrite(other, labels.astype(np.uint16), photometric="minisblack")
     (third,) = viewer.open(str(other), plugin="napari-sam2")
     assert third._type_string == "labels"
+
+
+def test_switching_between_a_2d_image_and_a_stack(bare, qtbot):
+    viewer, widget, c = bare
+    c.prompts.add_point((1, 24, 35), True)
+    wait_idle(qtbot, c)
+    viewer.add_image(square_stack()[0], name="plane")  # 2-D: the prompt layers are remade
+    widget._image_combo.setCurrentText("plane")
+    assert c.prompts.points.ndim == 2 and len(c.prompts.points.data) == 0
+    c.prompts.add_point((20, 30), True)
+    wait_idle(qtbot, c)
+    widget._image_combo.setCurrentText("img")
+    assert c.prompts.points.ndim == 3
+    np.testing.assert_allclose(c.prompts.points.data, [(1, 24, 35)])
+    widget._image_combo.setCurrentText("plane")
+    np.testing.assert_allclose(c.prompts.points.data, [(20, 30)])
+    assert _names(viewer).count(POINTS_NAME) == 1 and _names(viewer).count(BOXES_NAME) == 1
+
+
+def test_switching_image_while_propagating_leaves_the_new_view_alone(bare, qtbot):
+    viewer, widget, c = bare
+    c.prompts.add_point((0, 24, 32), True)
+    wait_idle(qtbot, c)
+    labels = c.labels_layer
+    viewer.add_image(np.zeros((9, 30, 30), np.uint8), name="other")
+    switched = []
+
+    def switch(done, total, fps):
+        if done == 1 and not switched:
+            switched.append(True)
+            widget._image_combo.setCurrentText("other")
+            c.go_to_frame(7)
+
+    c.progress.connect(switch)
+    c.go_to_frame(0)  # adding 'other' moved the sliders
+    widget._propagate_button.click()
+    wait_idle(qtbot, c)
+    assert switched and c.image_layer == viewer.layers["other"]
+    assert c.current_frame() == 7  # the run on 'img' did not move the view of 'other'
+    assert all((labels.data[t] == 1).any() for t in range(6))  # and it wrote all its frames

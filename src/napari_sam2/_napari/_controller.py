@@ -512,14 +512,16 @@ class Sam2Controller:
         if planned is None or not self._ensure_labels():
             return False
         session, plan = planned
-        back = (lambda: self._follow(start)) if direction == "both" else None
-        self.tracker.start(session, self.image_layer, self.labels_layer, ref, plan,
-                           follow=self._follow, on_end=back)
-        return True
+        image = self.image_layer
 
-    def _follow(self, frame: int) -> None:
-        if self.follow:
-            self.go_to_frame(frame)
+        def follow(frame: int) -> None:  # only while that image is the one picked
+            if self.follow and self.image_layer is not None and self.image_layer == image:
+                self.go_to_frame(frame)
+
+        back = (lambda: follow(start)) if direction == "both" else None
+        self.tracker.start(session, image, self.labels_layer, ref, plan, follow=follow,
+                           on_end=back)
+        return True
 
     # ------------------------------------------------------------------ objects
     def new_object(self) -> int:
