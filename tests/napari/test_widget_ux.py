@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from qtpy.QtCore import QPoint, Qt
 
 from napari_sam2._napari._controller import visible_color
 from napari_sam2._napari._prompts import BOXES_NAME, POINTS_NAME
@@ -41,6 +42,7 @@ def test_refused_actions_create_no_layer(bare):
 def test_each_image_keeps_its_own_prompts_objects_and_labels(bare, qtbot):
     viewer, widget, c = bare
     img = viewer.layers["img"]
+    c.go_to_frame(2)
     c.prompts.add_point((2, 24, 35), True)
     wait_idle(qtbot, c)
     assert c.new_object() == 2
@@ -55,9 +57,21 @@ def test_each_image_keeps_its_own_prompts_objects_and_labels(bare, qtbot):
     assert widget._axis_combo.currentText() == "z"
     assert c.new_object() == 1  # numbering starts afresh (in the new image's own labels)
     assert c.labels_layer is not labels_a and c.labels_layer.data.shape == (10, 40, 40)
+    # a real click lands on the volume's plane, read in its geometry (z scale 2)
+    c.go_to_frame(6)
+    viewer.camera.center = (0, 20, 20)
+    viewer.camera.zoom = 6
+    qtbot.wait(50)
+    canvas = viewer.window._qt_viewer.canvas.native
+    qtbot.mouseClick(canvas, Qt.MouseButton.LeftButton,
+                     pos=QPoint(canvas.width() // 2, canvas.height() // 2))
+    wait_idle(qtbot, c)
+    np.testing.assert_allclose(c.prompts.points.data, [(6, 20, 20)], atol=0.6)
+    assert widget._table.rowCount() == 1
     # back to the first image: everything returns, and its session still propagates
     widget._image_combo.setCurrentText("img")
     assert c.image_layer == img and c.labels_layer == labels_a
+    assert c.current_frame() == 2  # the frame shown when the user left this image
     assert c.objects == {1, 2} and c.current_obj == 2
     assert widget._table.rowCount() == 2
     np.testing.assert_allclose(c.prompts.points.data, [(2, 24, 35)])

@@ -58,6 +58,7 @@ class ImageState:
     objects: set[int]
     current_obj: int
     prompts: dict | None
+    frame: int | None  # the frame shown when another image was picked
 
 
 def visible_color(rgba) -> bool:
@@ -174,8 +175,9 @@ class Sam2Controller:
 
     def set_image_layer(self, layer) -> bool:
         """Work on ``layer``. Each image keeps its own prompts, objects, Labels layer, stack
-        axis and sessions: picking another image puts the current ones aside (the prompt
-        layers are emptied) and brings back those of the picked image, if it was used before.
+        axis, shown frame and sessions: picking another image puts the current ones aside (the
+        prompt layers are emptied) and brings back those of the picked image, if it was used
+        before.
         """
         if layer is None:
             self.image_layer = None
@@ -201,6 +203,8 @@ class Sam2Controller:
             self.stack_axis, self.objects = kept.stack_axis, kept.objects
             self.prompts.restore(kept.prompts)
             self.select_object(kept.current_obj)
+            if kept.frame is not None:
+                self.go_to_frame(kept.frame)  # back where the user was
         else:
             self.stack_axis = self.default_stack_axis(layer) if ndim > 2 else None
             self.labels_layer = None
@@ -215,9 +219,15 @@ class Sam2Controller:
         if self.image_layer is None:
             return
         if self.image_layer in self.viewer.layers:
+            frame = None
+            if self.stack_axis is not None:
+                try:
+                    frame = self.current_frame()
+                except (ValueError, IndexError):
+                    frame = None
             self._kept.append(ImageState(
                 self.image_layer, self.labels_layer, self.stack_axis, set(self.objects),
-                self.current_obj, self.prompts.snapshot(),
+                self.current_obj, self.prompts.snapshot(), frame,
             ))
         self.prompts.clear()
         self.prefetcher.stop()
