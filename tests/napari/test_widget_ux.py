@@ -37,6 +37,9 @@ def test_refused_actions_create_no_layer(bare):
     assert "no Labels layer" in widget._status_label.text()
     widget._track_all_button.click()
     assert _names(viewer) == before and c.labels_layer is None
+    c.prompts.add_point((0, 60, 100), True)  # a click outside the image
+    assert "outside the image" in widget._status_label.text()
+    assert _names(viewer) == before and len(c.prompts.points.data) == 0
 
 
 def test_each_image_keeps_its_own_prompts_objects_and_labels(bare, qtbot):

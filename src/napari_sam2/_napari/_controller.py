@@ -422,10 +422,11 @@ class Sam2Controller:
         if not self._plane_shown():
             self.prompts.remove_last_point()
             return
-        if not self._check_ready() or not self._inside(coords):
-            if self.image_layer is not None and not self._inside(coords):
-                self._error(f"the click at {np.round(coords, 1).tolist()} is outside the image")
-            self.prompts.remove_last_point()
+        ready = self._check_ready(create_labels=False)
+        if ready and not self._inside(coords):
+            self._error(f"the click at {np.round(coords, 1).tolist()} is outside the image")
+        if not ready or not self._inside(coords) or not self._ensure_labels():
+            self.prompts.remove_last_point()  # a refused click leaves nothing behind
             return
         ref = stack_ref(image_shape(self.image_layer), self.stack_axis, coords)
         self.segment(ref, ref.frame_of(coords), self.current_obj)
