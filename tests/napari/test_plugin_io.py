@@ -20,7 +20,7 @@ def test_save_and_reopen_in_napari(make_napari_viewer, tmp_path, ext):
         _labels(), name="cells SAM labels", scale=(2.0, 0.5, 0.25), translate=(1.0, -3.0, 7.5),
         axis_labels=("t", "y", "x"), metadata={"napari_sam2": {"model": "sam2_demo"}},
     )
-    path = str(tmp_path / f"out{ext}")
+    path = str(tmp_path / f"out_labels{ext}")
     written = viewer.layers.save(path, selected=False, plugin="napari-sam2")
     assert written == [path]
     viewer.layers.clear()
@@ -42,6 +42,9 @@ def test_reader_leaves_other_files_to_napari(tmp_path):
     other = tmp_path / "image.tif"
     tifffile.imwrite(other, np.zeros((8, 8), np.uint16))
     assert napari_get_reader(str(other)) is None
+    named = tmp_path / "float_labels.tif"  # named as labels, but not integers
+    tifffile.imwrite(named, np.zeros((8, 8), np.float32))
+    assert napari_get_reader(str(named)) is None
     zarr.open_group(str(tmp_path / "plain.zarr"), mode="w", zarr_format=3)
     assert napari_get_reader(str(tmp_path / "plain.zarr")) is None
     assert napari_get_reader(str(tmp_path / "nothing.png")) is None
@@ -153,9 +156,9 @@ def test_writer_refuses_to_replace_what_is_not_ours(tmp_path):
     with pytest.raises(RefusedOverwriteError, match="mine.zarr: it is a folder of other files"):
         write_zarr(str(folder), _labels(), {"name": "x"})
     assert (folder / "precious.txt").read_text() == "keep me"
-    foreign = tmp_path / "raw.tif"
+    foreign = tmp_path / "raw_labels.tif"
     tifffile.imwrite(foreign, np.ones((4, 4), np.uint16))
     before = foreign.read_bytes()
-    with pytest.raises(RefusedOverwriteError, match="raw.tif: it is a TIFF written by"):
+    with pytest.raises(RefusedOverwriteError, match="raw_labels.tif: it is a TIFF written by"):
         write_tiff(str(foreign), _labels(), {"name": "x"})
     assert foreign.read_bytes() == before

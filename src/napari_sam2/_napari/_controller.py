@@ -24,6 +24,8 @@ already written stay.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from psygnal import Signal
 
@@ -46,6 +48,26 @@ from napari_sam2._napari._workers import JobQueue, WorkerFactory, napari_worker
 DEFAULT_MODEL = "sam2.1_hiera_tiny"
 
 
+@dataclass
+class ImageState:
+    """What the widget shows for one image, kept while another image is picked."""
+
+    image: object
+    labels_layer: object | None
+    stack_axis: int | None
+    objects: set[int]
+    current_obj: int
+    prompts: dict | None
+    frame: int | None  # the frame shown when another image was picked
+
+
+def visible_color(rgba) -> bool:
+    """Whether a label colour stands out on microscopy: not greyish, not near white or black."""
+    r, g, b = (float(c) for c in tuple(rgba)[:3])
+    brightness = 0.299 * r + 0.587 * g + 0.114 * b
+    return max(r, g, b) - min(r, g, b) >= 0.2 and brightness <= 0.9 and max(r, g, b) >= 0.3
+
+
 def napari_progress_bar(total: int, desc: str):
     """A bar in napari's activity panel."""
     from napari.utils import progress
@@ -60,7 +82,12 @@ class Sam2Controller:
     progress = Signal(int, int, float)  # frames done, total, frames/s
     model_changed = Signal(str)
 
-    def __init__(self, viewer, start_worker: WorkerFactory = napari_worker):
+    def __init__(self, viewer, start_worker: WorkerFactory = napari_worker,
+                 activity_bar: bool = False):
+        """``activity_bar``: also show propagation in napari's activity panel. Off by default:
+        its spinner animates for the whole run and, with software rendering, cost about 0.4 of
+        a CPU core (1.1 s of CPU in 3 s, measured under Xvfb), taken from the model; the
+        widget's own bar and frames/s line show the same progress."""
         self.viewer = viewer
         self.image_layer = None
         self.labels_layer = None
@@ -83,11 +110,12 @@ class Sam2Controller:
         self.clicks = Segmenter(self.jobs, self.sessions, self.writer, self.feedback)
         self.tracker = Tracker(
             self.jobs, self.sessions, self.writer, self.feedback, prefetcher=self.prefetcher,
-            progress_bar=napari_progress_bar,
+            progress_bar=napari_progress_bar if activity_bar else None,
         )
         self.prompts = PromptLayers(viewer, self._on_point, self._on_box, self._on_points_removed)
         self._contrast_dirty = False
         self.last_download: tuple[int, int] | None = None
+        self._kept: list[ImageState] = []  # the state of images picked before (see switch)
         viewer.layers.events.removed.connect(self._on_layer_removed)
 
     def close(self) -> None:
@@ -135,6 +163,10 @@ class Sam2Controller:
         if in_use:
             self.jobs.clear_pending()  # queued clicks on that layer have nowhere to go
         self.sessions.drop_layer(layer)  # its features (the widget may have let go of it first)
+        self._kept = [k for k in self._kept if not k.image == layer]
+        for kept in self._kept:
+            if kept.labels_layer == layer:
+                kept.labels_layer = None
         if layer == self.image_layer:
             self.prefetcher.stop()
             self.image_layer = None
@@ -142,6 +174,11 @@ class Sam2Controller:
             self.labels_layer = None
 
     def set_image_layer(self, layer) -> bool:
+        """Work on ``layer``. Each image keeps its own prompts, objects, Labels layer, stack
+        axis, shown frame and sessions: picking another image puts the current ones aside (the
+        prompt layers are emptied) and brings back those of the picked image, if it was used
+        before.
+        """
         if layer is None:
             self.image_layer = None
             self.say("Open an image (2D, 2D+t, 3D or 3D+t), then pick it here.")
@@ -151,15 +188,49 @@ class Sam2Controller:
         except ValueError as exc:
             self._error(str(exc))
             return False
-        if self.image_layer is not None and layer is not self.image_layer:
-            self.sessions.drop_layer(self.image_layer)
+        if self.image_layer is not None and layer == self.image_layer:
+            self.prompts.attach(layer, ndim)  # same image: keep everything
+            return True
+        self._put_aside()
+        kept = next((k for k in self._kept if k.image == layer), None)
         self.image_layer = layer
-        self.stack_axis = self.default_stack_axis(layer) if ndim > 2 else None
         self.prompts.attach(layer, ndim)
-        layer.events.contrast_limits.connect(self._on_contrast)
-        if self.labels_layer is not None and self.labels_layer.data.shape != image_shape(layer):
+        if kept is not None:
+            self._kept.remove(kept)
+            labels = kept.labels_layer
+            self.labels_layer = labels if labels is not None and labels in self.viewer.layers \
+                else None
+            self.stack_axis, self.objects = kept.stack_axis, kept.objects
+            self.prompts.restore(kept.prompts)
+            self.select_object(kept.current_obj)
+            if kept.frame is not None:
+                self.go_to_frame(kept.frame)  # back where the user was
+        else:
+            self.stack_axis = self.default_stack_axis(layer) if ndim > 2 else None
             self.labels_layer = None
+            self.objects = set()
+            self.select_object(1)
+        layer.events.contrast_limits.connect(self._on_contrast)
+        self.objects_changed.emit()
         return True
+
+    def _put_aside(self) -> None:
+        """Keep the current image's state and empty the prompt layers (another image comes)."""
+        if self.image_layer is None:
+            return
+        if self.image_layer in self.viewer.layers:
+            frame = None
+            if self.stack_axis is not None:
+                try:
+                    frame = self.current_frame()
+                except (ValueError, IndexError):
+                    frame = None
+            self._kept.append(ImageState(
+                self.image_layer, self.labels_layer, self.stack_axis, set(self.objects),
+                self.current_obj, self.prompts.snapshot(), frame,
+            ))
+        self.prompts.clear()
+        self.prefetcher.stop()
 
     @staticmethod
     def default_stack_axis(layer) -> int:
@@ -172,15 +243,14 @@ class Sam2Controller:
         return 0
 
     def axis_names(self) -> list[str]:
+        """The names of the image's stack axes, as napari's sliders show them."""
         if self.image_layer is None:
             return []
         ndim = len(image_shape(self.image_layer))
-        names = [str(a) for a in getattr(self.image_layer, "axis_labels", ())][-ndim:]
-        if len(names) != ndim:
-            names = [str(a) for a in range(ndim)]
-        # napari's default labels are numbers ("0" or "-3"): say "axis 0" instead
-        stack_names = names[: ndim - 2]
-        return [f"axis {i}" if n.lstrip("-").isdigit() else n for i, n in enumerate(stack_names)]
+        labels = list(self.viewer.dims.axis_labels)[-ndim:]
+        if len(labels) != ndim:
+            labels = [str(a) for a in range(ndim)]
+        return [str(n) for n in labels[: ndim - 2]]
 
     def set_stack_axis(self, axis: int) -> None:
         if self.image_layer is None:
@@ -203,6 +273,7 @@ class Sam2Controller:
                 scale=tuple(self.image_layer.scale)[-len(shape):],
                 translate=tuple(self.image_layer.translate)[-len(shape):],
             )
+            self.prompts.raise_to_top()
             self.prompts.activate_points()
         elif tuple(layer.data.shape) != shape:
             self._error(
@@ -327,14 +398,15 @@ class Sam2Controller:
         self.busy_changed.emit(False)
 
     # ------------------------------------------------------------------ prompts
-    def _check_ready(self) -> bool:
+    def _check_ready(self, create_labels: bool = True) -> bool:
+        """An image and a model (and, when ``create_labels``, a Labels layer, made if needed)."""
         if self.image_layer is None:
             self._error("no image layer: open an image and pick it in the SAM 2 widget")
             return False
         if self.sessions.model is None and not self.jobs.busy:
             self._error("no model loaded: pick a model and press Load")
             return False
-        return self._ensure_labels()
+        return self._ensure_labels() if create_labels else True
 
     def _plane_shown(self) -> bool:
         """True when the viewer shows the image's (y, x) plane in 2-D, as SAM needs."""
@@ -350,10 +422,11 @@ class Sam2Controller:
         if not self._plane_shown():
             self.prompts.remove_last_point()
             return
-        if not self._check_ready() or not self._inside(coords):
-            if self.image_layer is not None and not self._inside(coords):
-                self._error(f"the click at {np.round(coords, 1).tolist()} is outside the image")
-            self.prompts.remove_last_point()
+        ready = self._check_ready(create_labels=False)
+        if ready and not self._inside(coords):
+            self._error(f"the click at {np.round(coords, 1).tolist()} is outside the image")
+        if not ready or not self._inside(coords) or not self._ensure_labels():
+            self.prompts.remove_last_point()  # a refused click leaves nothing behind
             return
         ref = stack_ref(image_shape(self.image_layer), self.stack_axis, coords)
         self.segment(ref, ref.frame_of(coords), self.current_obj)
@@ -365,7 +438,8 @@ class Sam2Controller:
         self.segment(ref, ref.frame_of(vertices[0]), self.current_obj)
 
     def _on_points_removed(self, removed) -> None:
-        """Prompt points deleted by the user: re-segment each affected (frame, object)."""
+        """Prompt points or boxes deleted by the user: re-segment each affected (frame,
+        object) from the prompts left there."""
         if self.image_layer is None or self.sessions.model is None or self.labels_layer is None:
             return
         shape = image_shape(self.image_layer)
@@ -408,7 +482,11 @@ class Sam2Controller:
         ``obj_ids`` None: the current object; ``"all"``: every label on the frame (e.g. from
         Cellpose). The painted masks stay as they are; later propagation starts from them.
         """
-        if not self._check_ready():
+        if not self._check_ready(create_labels=False):
+            return
+        if self.labels_layer is None or self.labels_layer not in self.viewer.layers:
+            self._error("no Labels layer to take masks from: pick the Labels layer with the "
+                        "painted objects (or paint into a new one) first")
             return
         ref, frame = self.current_ref(), self.current_frame()
         plane = np.array(self.labels_layer.data[ref.plane_key(frame)])
@@ -431,23 +509,39 @@ class Sam2Controller:
         self.tracker.mask_as_prompt(self.image_layer, ref, frame, {i: plane == i for i in ids})
 
     def propagate(self, direction: str = "forward", frame_range=None, obj_ids=None) -> bool:
-        """Propagate from the shown frame; ``direction`` forward/backward/both."""
-        if not self._check_ready():
-            return False
-        return self.tracker.propagate(
-            self.image_layer, self.labels_layer, self.current_ref(), start=self.current_frame(),
-            n_frames=self.num_frames(), direction=direction, frame_range=frame_range,
-            obj_ids=obj_ids, follow=self._follow,
-        )
+        """Propagate from the shown frame; ``direction`` forward/backward/both.
 
-    def _follow(self, frame: int) -> None:
-        if self.follow:
-            self.go_to_frame(frame)
+        A refused propagation (nothing to propagate, bad range) changes nothing; after "both"
+        the view goes back to the frame it started from."""
+        if not self._check_ready(create_labels=False):
+            return False
+        ref, start = self.current_ref(), self.current_frame()
+        planned = self.tracker.plan(
+            self.image_layer, ref, start=start, n_frames=self.num_frames(), direction=direction,
+            frame_range=frame_range, obj_ids=obj_ids,
+        )
+        if planned is None or not self._ensure_labels():
+            return False
+        session, plan = planned
+        image = self.image_layer
+
+        def follow(frame: int) -> None:  # only while that image is the one picked
+            if self.follow and self.image_layer is not None and self.image_layer == image:
+                self.go_to_frame(frame)
+
+        back = (lambda: follow(start)) if direction == "both" else None
+        self.tracker.start(session, image, self.labels_layer, ref, plan, follow=follow,
+                           on_end=back)
+        return True
 
     # ------------------------------------------------------------------ objects
     def new_object(self) -> int:
         if self._ensure_labels():
             obj = next_free_label(self.labels_layer.data, self.objects)
+            for _ in range(64):  # skip ids whose colour would be hard to see on the image
+                if visible_color(self.labels_layer.get_color(obj)):
+                    break
+                obj += 1
             self.select_object(obj)
             self.objects.add(obj)
             self.prompts.activate_points()
@@ -476,6 +570,10 @@ class Sam2Controller:
         self.writer.undo_stack.push(group)
         if self.labels_layer is not None:
             self.labels_layer.refresh()
+        if self.current_obj in obj_ids:  # clicks go to an object that still exists
+            left = sorted(self.objects)
+            data = self.labels_layer.data if self.labels_layer is not None else ()
+            self.select_object(left[-1] if left else next_free_label(data, obj_ids))
         self.objects_changed.emit()
 
     def frames_covered(self, obj_id: int) -> list[int]:

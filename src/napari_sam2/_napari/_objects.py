@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from qtpy.QtCore import Qt, Signal
-from qtpy.QtGui import QColor
+from qtpy.QtGui import QColor, QIcon, QPixmap
 from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem
 
 
@@ -32,7 +32,7 @@ class ObjectTable(QTableWidget):
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
         header.setStretchLastSection(True)
-        self.setMinimumHeight(130)
+        self.setMinimumHeight(int(self.verticalHeader().defaultSectionSize() * 7.5))
         self.itemSelectionChanged.connect(self._on_selection)
         self._updating = False
 
@@ -41,8 +41,7 @@ class ObjectTable(QTableWidget):
         try:
             self.setRowCount(len(rows))
             for i, row in enumerate(rows):
-                swatch = QTableWidgetItem("  ")
-                swatch.setBackground(QColor.fromRgbF(*[float(c) for c in row.rgba[:3]], 1.0))
+                swatch = QTableWidgetItem(swatch_icon(row.rgba), "")
                 ident = QTableWidgetItem(str(row.obj_id))
                 ident.setData(Qt.ItemDataRole.UserRole, row.obj_id)
                 self.setItem(i, 0, swatch)
@@ -61,3 +60,10 @@ class ObjectTable(QTableWidget):
         ids = self.selected_ids()
         if ids and not self._updating:
             self.object_selected.emit(ids[-1])
+
+
+def swatch_icon(rgba, size: int = 14) -> QIcon:
+    """A square of the label's colour (an icon stays visible on a selected row)."""
+    pixmap = QPixmap(size, size)
+    pixmap.fill(QColor.fromRgbF(*[float(c) for c in rgba[:3]], 1.0))
+    return QIcon(pixmap)

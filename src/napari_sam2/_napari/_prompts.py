@@ -34,6 +34,8 @@ class PromptLayers:
         viewer: the napari viewer.
         on_point: called with (data coords (ndim,), positive) after a click added a point.
         on_box: called with (vertices (4, ndim) data coords) after a rectangle was drawn.
+        on_removed: called with [(data coords (ndim,), obj_id)] after the user deleted points
+            or boxes (a box by its first vertex).
     """
 
     def __init__(
@@ -43,7 +45,8 @@ class PromptLayers:
         self.on_point = on_point
         self.on_box = on_box
         self.on_removed = on_removed
-        self._removing: list[tuple[np.ndarray, int]] = []
+        self._removing: list[tuple[np.ndarray, int]] = []  # points being deleted
+        self._removing_boxes: list[tuple[np.ndarray, int]] = []  # (first vertex, obj_id)
         self._quiet = False
         self.points = None
         self.boxes = None
@@ -51,14 +54,25 @@ class PromptLayers:
 
     # ----------------------------------------------------------------- layers
     def attach(self, image_layer, ndim: int) -> None:
-        """Make (or reuse) prompt layers matching ``image_layer`` (``ndim`` non-channel dims)."""
+        """Make (or reuse) prompt layers matching ``image_layer`` (``ndim`` non-channel dims),
+        drawn above every other layer. Layers of another dimensionality are replaced."""
+        shape = tuple(image_layer.data[0].shape if getattr(image_layer, "multiscale", False)
+                      else image_layer.data.shape)[:ndim]
         geometry = {
             "scale": tuple(image_layer.scale)[-ndim:],
             "translate": tuple(image_layer.translate)[-ndim:],
         }
+        for layer in (self.points, self.boxes):
+            if layer is not None and layer in self.viewer.layers and layer.ndim != ndim:
+                self._quiet = True
+                try:
+                    self.viewer.layers.remove(layer)
+                finally:
+                    self._quiet = False
+        size = point_size(shape)
         if self.points is None or self.points not in self.viewer.layers or self.points.ndim != ndim:
             self.points = self.viewer.add_points(
-                np.empty((0, ndim)), ndim=ndim, name=POINTS_NAME, size=7, border_width=0.15,
+                np.empty((0, ndim)), ndim=ndim, name=POINTS_NAME, size=size, border_width=0.15,
                 border_color="white",
                 features={"obj_id": np.empty(0, int), "positive": np.empty(0, bool)},
                 **geometry,
@@ -68,6 +82,7 @@ class PromptLayers:
             self.points.events.data.connect(self._on_points_data)
         else:
             self.points.scale, self.points.translate = geometry["scale"], geometry["translate"]
+            self.points.current_size = size
         if self.boxes is None or self.boxes not in self.viewer.layers or self.boxes.ndim != ndim:
             self.boxes = self.viewer.add_shapes(
                 ndim=ndim, name=BOXES_NAME, edge_color="yellow", face_color="transparent",
@@ -77,6 +92,49 @@ class PromptLayers:
             self.boxes.events.data.connect(self._on_shapes_data)
         else:
             self.boxes.scale, self.boxes.translate = geometry["scale"], geometry["translate"]
+        self.raise_to_top()
+
+    def raise_to_top(self) -> None:
+        """Draw the prompt layers above all others (boxes, then points on top)."""
+        layers = self.viewer.layers
+        for layer in (self.boxes, self.points):
+            if layer is not None and layer in layers and layers.index(layer) != len(layers) - 1:
+                layers.move(layers.index(layer), len(layers))
+
+    # ----------------------------------------------------------------- per image
+    def snapshot(self) -> dict:
+        """The prompts now in the layers (data and features), for ``restore``."""
+        out = {}
+        for key, layer in (("points", self.points), ("boxes", self.boxes)):
+            if layer is not None and layer in self.viewer.layers and len(layer.data):
+                out[key] = ([np.array(d) for d in layer.data] if key == "boxes"
+                            else np.array(layer.data), layer.features.copy())
+        return out
+
+    def clear(self) -> None:
+        """Empty both prompt layers (no re-segmentation is triggered)."""
+        for layer in (self.points, self.boxes):
+            if layer is not None and layer in self.viewer.layers and len(layer.data):
+                self._remove_quietly(layer, set(range(len(layer.data))))
+
+    def restore(self, snapshot: dict | None) -> None:
+        """Put back the prompts of a ``snapshot`` (into layers ``attach`` made)."""
+        self.clear()
+        if not snapshot:
+            return
+        self._quiet = True
+        try:
+            if "points" in snapshot:
+                data, features = snapshot["points"]
+                self.points.data = data
+                self.points.features = features.reset_index(drop=True)
+                self._recolor()
+            if "boxes" in snapshot:
+                data, features = snapshot["boxes"]
+                self.boxes.add_rectangles(data)
+                self.boxes.features = features.reset_index(drop=True)
+        finally:
+            self._quiet = False
 
     def set_object(self, obj_id: int) -> None:
         self.obj_id = int(obj_id)
@@ -147,11 +205,29 @@ class PromptLayers:
         self.add_point(layer.world_to_data(world), not negative)
 
     def _on_shapes_data(self, event) -> None:
-        if getattr(event, "action", None) != "added" or not len(self.boxes.data):
+        """A rectangle added (drawn, once finished) is a box prompt; deleted boxes are reported
+        like deleted points."""
+        if self._quiet:
+            return
+        action = str(getattr(event, "action", "")).lower()
+        if action.endswith("removing"):
+            ids = self.boxes.features["obj_id"].to_numpy(int)
+            idx = sorted(getattr(event, "data_indices", ()) or ())
+            self._removing_boxes = [(np.asarray(self.boxes.data[i], float)[0], int(ids[i]))
+                                    for i in idx]
+        elif action.endswith("removed") and self._removing_boxes and self.on_removed:
+            removed, self._removing_boxes = self._removing_boxes, []
+            self.on_removed(removed)
+        elif action.endswith("added"):  # napari says so when a drawn rectangle is finished
+            self._report_last_box()
+
+    def _report_last_box(self) -> None:
+        if not len(self.boxes.data) or self.boxes.shape_type[-1] != "rectangle":
             return
         vertices = np.asarray(self.boxes.data[-1], float)
-        if self.boxes.shape_type[-1] != "rectangle":
-            return
+        r0, c0, r1, c1 = box_from_vertices(vertices)
+        if r1 - r0 < 1 or c1 - c0 < 1:
+            return  # a click, not a box
         self.on_box(vertices)
 
     # ----------------------------------------------------------------- queries
@@ -185,6 +261,11 @@ class PromptLayers:
             self._remove_quietly(layer, set(np.flatnonzero(ids == obj_id).tolist()))
         if self.points is not None and len(self.points.data):
             self._recolor()
+
+
+def point_size(shape) -> float:
+    """Prompt markers about 1/60 of the image's larger side wide, at least 3 pixels."""
+    return float(max(3, round(max(shape[-2:]) / 60)))
 
 
 def box_from_vertices(vertices) -> tuple[float, float, float, float]:

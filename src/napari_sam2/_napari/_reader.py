@@ -1,6 +1,10 @@
 """npe2 reader: our OME-Zarr labels (and any NGFF 0.5 label image) and our OME-TIFF labels.
 
-Other ``.zarr`` stores and other TIFFs are left to napari's builtin reader (we return None).
+napari offers a file to every plugin whose ``filename_patterns`` match its name, and asks the
+user to choose when several do. The manifest therefore claims only TIFFs named ``*labels.tif``
+(the default name of our Labels layers ends in "labels"): every other TIFF goes straight to
+napari's own reader. Of the TIFFs so named, we read ours and integer single-channel TIFFs of
+other software (as labels); other ``.zarr`` stores and TIFFs are left to napari (None).
 A store or TIFF that claims to be labels but is damaged (unreadable ``zarr.json``, missing
 array, undecodable chunk, truncated pixels) is claimed, and reading it raises
 :class:`~napari_sam2.errors.DamagedFileError` with the file named and what to do, which napari
@@ -33,8 +37,22 @@ def napari_get_reader(path):
     if suffix in (".tif", ".tiff"):
         from napari_sam2.io import is_our_tiff
 
-        return read_tiff if is_our_tiff(path) else None
+        named = path.stem.lower().endswith("labels")
+        return read_tiff if is_our_tiff(path) or (named and _integer_tiff(path)) else None
     return None
+
+
+def _integer_tiff(path: Path) -> bool:
+    """A TIFF of integers without colour samples (labels from other software). Never raises."""
+    try:
+        import numpy as np
+        import tifffile
+
+        with tifffile.TiffFile(str(path)) as tif:
+            page = tif.pages[0]
+            return np.issubdtype(page.dtype, np.integer) and page.samplesperpixel == 1
+    except Exception:  # noqa: BLE001 - not a TIFF we can read: napari's reader says so
+        return False
 
 
 def _layer_data(labels, meta) -> list[tuple]:

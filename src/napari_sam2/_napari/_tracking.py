@@ -33,6 +33,7 @@ class PropagationRun:
     labels: object
     group: UndoGroup
     follow: Callable[[int], None] | None
+    on_end: Callable[[], None] | None
     bar: object | None
     t0: float
     done: int = 0
@@ -83,12 +84,25 @@ class Tracker:
     def propagate(
         self, image, labels, ref: StackRef, *, start: int, n_frames: int,
         direction: str = "forward", frame_range=None, obj_ids=None,
-        follow: Callable[[int], None] | None = None,
+        follow: Callable[[int], None] | None = None, on_end: Callable[[], None] | None = None,
     ) -> bool:
         """Propagate the objects of the stack ``ref`` of ``image`` from ``start``, writing into
         ``labels``; ``direction`` forward/backward/both, ``frame_range`` (first, last) or None
         for all ``n_frames``, ``obj_ids`` None for all objects; ``follow(frame)`` after each
-        frame written. Returns whether a run was started."""
+        frame written, ``on_end()`` after the run ends (not when stopped by a removed layer).
+        Returns whether a run was started."""
+        planned = self.plan(image, ref, start=start, n_frames=n_frames, direction=direction,
+                            frame_range=frame_range, obj_ids=obj_ids)
+        if planned is None:
+            return False
+        self.start(planned[0], image, labels, ref, planned[1], follow, on_end)
+        return True
+
+    def plan(
+        self, image, ref: StackRef, *, start: int, n_frames: int, direction: str = "forward",
+        frame_range=None, obj_ids=None,
+    ) -> tuple[object, PropagationPlan] | None:
+        """(session, plan) of a propagation, or None after saying why there is none."""
         session = self.sessions.get(image, ref, create=False)
         known = list(session.obj_ids) if session is not None else []
         wanted = known if not obj_ids else [o for o in obj_ids if o in known]
@@ -96,7 +110,7 @@ class Tracker:
             self.feedback.error(
                 "nothing to propagate: click on an object (or use a painted mask) first"
             )
-            return False
+            return None
         first, last = (0, n_frames - 1) if frame_range is None else (int(v) for v in frame_range)
         first, last = max(0, first), min(n_frames - 1, last)
         try:
@@ -107,11 +121,12 @@ class Tracker:
             )
         except ValueError as exc:
             self.feedback.error(str(exc))
-            return False
-        self._start(session, image, labels, ref, plan, follow)
-        return True
+            return None
+        return session, plan
 
-    def _start(self, session, image, labels, ref, plan: PropagationPlan, follow) -> None:
+    def start(self, session, image, labels, ref, plan: PropagationPlan, follow=None,
+              on_end=None) -> None:
+        """Run ``plan`` (from ``plan()``) on ``session``, writing into ``labels``."""
         if self.prefetcher is not None:
             self.prefetcher.stop()
         stop = threading.Event()
@@ -120,7 +135,7 @@ class Tracker:
         if self.progress_bar is not None:
             bar = self.progress_bar(plan.n_frames, "SAM 2 propagation")
         self.run = PropagationRun(
-            ref=ref, plan=plan, image=image, labels=labels, follow=follow, bar=bar,
+            ref=ref, plan=plan, image=image, labels=labels, follow=follow, on_end=on_end, bar=bar,
             group=UndoGroup(f"propagate from frame {plan.start}", target=labels),
             t0=time.perf_counter(),
         )
@@ -165,15 +180,23 @@ class Tracker:
         kept = self.feedback.exists(run.labels)
         if kept:
             self.writer.undo_stack.push(run.group)
+        # a last progress: (0, 0) when cancelled or stopped (nothing in progress any more);
+        # all frames done when the plan counted one more (the start frame, in both passes)
+        elapsed = time.perf_counter() - run.t0
+        fps = run.done / max(elapsed, 1e-6)
+        if cancelled or run.stopped:
+            self.feedback.progress(0, 0, 0.0)
+        elif run.done != run.plan.n_frames:
+            self.feedback.progress(run.done, run.done, fps)
         if run.stopped:
             where = f"; the {run.done} frames written stay in '{run.labels.name}'" if kept else ""
             self.feedback.error(f"propagation stopped: {run.stopped}{where}")
             self.feedback.objects_changed()
             return
         self.feedback.written()
-        elapsed = time.perf_counter() - run.t0
+        if run.on_end is not None:
+            run.on_end()
         verb = "cancelled after" if cancelled else "propagated"
-        fps = run.done / max(elapsed, 1e-6)
         self.feedback.say(f"{verb} {run.done} frames in {elapsed:.1f} s ({fps:.1f} frames/s)")
         self.feedback.objects_changed()
 

@@ -37,7 +37,8 @@ UNDO_KEY = "Alt-Z"
 KEYS_HELP = (
     "Left-click: object   Alt+click or right-click: background\n"
     "Draw a rectangle on 'SAM boxes' for a box prompt   "
-    f"{UNDO_KEY}: undo the last SAM write"
+    f"{UNDO_KEY}: undo the last SAM write\n"
+    "The selected object is also the Labels brush's label (paint to correct it)"
 )
 
 
@@ -201,6 +202,11 @@ class Sam2Widget(QWidget):
             return super().closeEvent(event)
         self._closed = True
         self.controller.close()
+        c = self.controller  # a job that still returns must not reach the deleted controls
+        for signal, slot in ((c.status, self._on_status), (c.progress, self._on_progress),
+                             (c.objects_changed, self._refresh_objects),
+                             (c.busy_changed, self._on_busy)):
+            signal.disconnect(slot)
         self.viewer.layers.events.inserted.disconnect(self._refresh_layers)
         self.viewer.layers.events.removed.disconnect(self._refresh_layers)
         self.viewer.dims.events.current_step.disconnect(self._on_slice_changed)
@@ -241,6 +247,7 @@ class Sam2Widget(QWidget):
 
     def _on_image_chosen(self, index=None) -> None:
         self._chosen_image = self._selected("image", self._image_combo)
+        self._reset_progress()
         if not self.controller.set_image_layer(self._chosen_image):
             return
         self._axis_combo.blockSignals(True)
@@ -309,9 +316,17 @@ class Sam2Widget(QWidget):
         self._slice_timer.start()
 
     def _on_progress(self, done: int, total: int, fps: float) -> None:
+        """Frames done of total; (0, 0) means nothing is in progress (after a cancel)."""
+        if total == 0:
+            self._reset_progress()
+            return
         self._progress_bar.setMaximum(max(total, 1))
         self._progress_bar.setValue(done)
         self._speed_label.setText(f"{done}/{total} frames, {fps:.1f} frames/s")
+
+    def _reset_progress(self) -> None:
+        self._progress_bar.reset()
+        self._speed_label.setText("")
 
     def _on_busy(self, busy: bool) -> None:
         self._cancel_button.setEnabled(busy)

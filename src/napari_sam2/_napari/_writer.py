@@ -35,9 +35,21 @@ def write_zarr(path: str, data, attributes: dict) -> list[str]:
     return [write_labels_zarr(Path(path), data, **_common(data, attributes))]
 
 
+def labels_tiff_name(path: str) -> str:
+    """``path`` with a TIFF suffix, its name ending in "labels" ("cells.tif" ->
+    "cells_labels.tif"): the manifest claims only such TIFFs, so that napari's own reader
+    opens all others without asking, and the file reopens as labels."""
+    path = _with_suffix(str(path), (".tif", ".tiff"))
+    stem, dot, ext = path.rpartition(".")
+    if not stem.lower().endswith("labels"):
+        stem += "_labels"
+    return f"{stem}{dot}{ext}"
+
+
 def write_tiff(path: str, data, attributes: dict) -> list[str]:
-    """Save one Labels layer as a compressed OME-TIFF."""
+    """Save one Labels layer as a compressed OME-TIFF, named as ``labels_tiff_name`` says (the
+    path really written is returned)."""
     from napari_sam2.io import write_labels_tiff
 
-    path = _with_suffix(str(path), (".tif", ".tiff"))
+    path = labels_tiff_name(path)
     return [write_labels_tiff(path, data, **_common(data, attributes))]
