@@ -114,6 +114,20 @@ def test_feature_cache_is_lru_and_bounded():
     assert cache.nbytes == 0 and cache.keys() == []
 
 
+def test_feature_cache_without_eviction_only_fills_free_room():
+    cache = FeatureCache(300)
+    cache.put(0, _feats(100))
+    cache.put(1, _feats(100), evict=False)  # fits beside 0
+    cache.put(2, _feats(100), evict=False)
+    cache.put(3, _feats(100), evict=False)  # full: not stored, nothing dropped
+    assert cache.keys() == [0, 1, 2] and cache.nbytes == 300
+    computed = []
+    item = cache.get_or_compute(4, lambda: computed.append(4) or _feats(100), evict=False)
+    assert computed == [4] and item.nbytes == 100 and 4 not in cache
+    cache.put(3, _feats(100))  # the default still evicts the least recently used
+    assert cache.keys() == [1, 2, 3]
+
+
 def test_feature_cache_computes_once_across_threads():
     cache = FeatureCache(1 << 20)
     calls = []

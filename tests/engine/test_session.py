@@ -260,3 +260,25 @@ def test_mask_prompt(model, frames, cache):
     assert iou > 0.95, iou
     assert s.prompt_frames(3) == [0]
     assert list(_run(s, max_frames=1)) == [0, 1]
+
+
+def test_second_propagation_reads_no_frame_again(model, frames):
+    """Frames a propagation encoded stay cached while there is room, so running it again
+    (e.g. after a correction) reads and encodes no frame a second time, and gives the same
+    masks; with a cache too small for them, nothing the user clicked is evicted."""
+    counting = CountingArray(frames)
+    s = TrackingSession(model, counting, read_ahead=0)
+    s.add_points(0, 1, [[20, 12]], [1])
+    first = _run(s)
+    reads = counting.reads
+    assert reads == T  # each frame read once: frame 0 for the click, the rest by propagation
+    second = _run(s)
+    assert counting.reads == reads
+    for f in first:
+        np.testing.assert_array_equal(first[f].logits, second[f].logits)
+
+    one_frame = s.feature_cache.get(0).nbytes
+    small = TrackingSession(model, frames, read_ahead=0, feature_cache_bytes=2 * one_frame)
+    small.add_points(3, 1, [[20, 21]], [1])
+    _run(small)
+    assert 3 in small.feature_cache  # the clicked frame was not pushed out

@@ -66,8 +66,10 @@ class FeatureCache:
                 self._items.move_to_end(key)
             return item
 
-    def put(self, key: int, item: FrameFeatures, generation: int | None = None) -> None:
-        """Store ``item`` (dropping the least recently used entries to make room).
+    def put(self, key: int, item: FrameFeatures, generation: int | None = None, *,
+            evict: bool = True) -> None:
+        """Store ``item``, dropping the least recently used entries to make room; with
+        ``evict=False`` only when it fits beside what is already cached (nothing is dropped).
 
         Items computed before the last ``clear`` (an older ``generation``) are not stored.
         """
@@ -76,6 +78,8 @@ class FeatureCache:
             if generation is not None and generation != self._generation:
                 return
             if size > self.max_bytes:
+                return
+            if not evict and key not in self._items and self._bytes + size > self.max_bytes:
                 return
             old = self._items.pop(key, None)
             if old is not None:
@@ -93,8 +97,9 @@ class FeatureCache:
             self._generation += 1
 
     def get_or_compute(self, key: int, compute: Callable[[], FrameFeatures], *,
-                       store: bool = True) -> FrameFeatures:
-        """The cached item, or ``compute()`` (stored when ``store``)."""
+                       store: bool = True, evict: bool = True) -> FrameFeatures:
+        """The cached item, or ``compute()`` (stored when ``store``; with ``evict=False`` only
+        if it fits without dropping anything, see :meth:`put`)."""
         while True:
             with self._lock:
                 item = self._items.get(key)
@@ -116,7 +121,7 @@ class FeatureCache:
         try:
             item = compute()
             if store:
-                self.put(key, item, generation)
+                self.put(key, item, generation, evict=evict)
             return item
         finally:
             with self._lock:

@@ -80,7 +80,9 @@ def _step(state: TrackingState, tracks: list[ObjectTrack], frame: int,
     shown = [None if o is None else o.low_res for o in outs]
     todo = [i for i, o in enumerate(outs) if o is None]
     if todo:
-        feats = state.frame_features(frame, store=False, direction=direction)
+        # kept while the cache has room (a second run over the same frames encodes nothing
+        # again); never at the cost of the clicked and prefetched frames already there
+        feats = state.frame_features(frame, store=True, evict=False, direction=direction)
         state.recent = (frame, feats)
         groups = defaultdict(list)
         plans = {}

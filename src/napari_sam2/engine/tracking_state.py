@@ -115,15 +115,17 @@ class TrackingState:
         with torch.inference_mode(), self.autocast():
             return self.tracker.encode(x)
 
-    def frame_features(self, frame: int, *, store: bool, direction: int = 1) -> FrameFeatures:
+    def frame_features(self, frame: int, *, store: bool, evict: bool = True,
+                       direction: int = 1) -> FrameFeatures:
         """Image features of ``frame``: ``recent`` if it is that frame, else from the cache
-        (computed on a miss, and kept there when ``store``). ``direction``: the way frames are
+        (computed on a miss, and kept there when ``store``; with ``evict=False`` only if the
+        cache has room without dropping another frame). ``direction``: the way frames are
         being read (for read-ahead)."""
         recent = self.recent
         if recent is not None and recent[0] == frame:
             return recent[1]
         return self.features.get_or_compute(
-            frame, lambda: self._compute_features(frame, direction), store=store)
+            frame, lambda: self._compute_features(frame, direction), store=store, evict=evict)
 
     def memory_of(self, track: ObjectTrack, frame: int) -> torch.Tensor:
         """Memory features of ``frame`` in ``track``'s bank, recomputed if evicted."""
