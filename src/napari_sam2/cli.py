@@ -13,6 +13,7 @@ import importlib
 import sys
 
 from napari_sam2.errors import NapariSam2Error
+from napari_sam2.threads import use_passive_wait
 
 # subcommand -> module with ``add_arguments(parser)`` and ``run(args) -> int``
 SUBCOMMANDS = {
@@ -64,6 +65,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    use_passive_wait()  # before any subcommand imports torch (docs/plugin.md, "Threads")
     parser, modules = build_parser()
     args = parser.parse_args(argv)
     prog = f"napari-sam2 {args.command}"
