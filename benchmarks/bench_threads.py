@@ -133,9 +133,6 @@ def main() -> None:
     print(f"\n{args.variant}, medians; busy = one competing process spinning on one core")
     print(f"{'policy':>7} | {'encode quiet/busy ms':>21} | {'click quiet/busy ms':>20} | "
           f"{'frame quiet/busy ms':>20} | frame busy/quiet | frame / PASSIVE's (quiet, busy)")
-    same = {key: len({r[key] for r in rows.values()}) == 1 for key in ("masks", "logits")}
-    print(f"tracked masks identical in all {len(rows)} runs: {'yes' if same['masks'] else 'NO'}; "
-          f"logits bit-identical: {'yes' if same['logits'] else 'no'}")
     for name in POLICIES:
         q, b = rows[name, False], rows[name, True]
         cells = [f"{q[k] * 1e3:9.1f} / {b[k] * 1e3:9.1f}" for k in ("encode", "click", "frame")]
@@ -143,6 +140,9 @@ def main() -> None:
         print(f"{name:>7} | {cells[0]:>21} | {cells[1]:>20} | {cells[2]:>20} | "
               f"{b['frame'] / q['frame']:15.1f}x | {q['frame'] / p_q:.1f}x, "
               f"{b['frame'] / p_b:.1f}x")
+    same = {key: len({r[key] for r in rows.values()}) == 1 for key in ("masks", "logits")}
+    print(f"tracked masks identical in all {len(rows)} runs: {'yes' if same['masks'] else 'NO'}; "
+          f"logits bit-identical: {'yes' if same['logits'] else 'no'}")
 
 
 if __name__ == "__main__":
