@@ -49,13 +49,14 @@ def test_the_option_reaches_the_session_and_the_run_ends_early(trained_demo_mode
 
     # a refused value: one line, nothing runs
     assert tracker.plan(image, ref, start=z, n_frames=40, stop_after_absent=0) is None
-    assert log["error"][-1] == "stop after 0 empty frames: use a whole number >= 1, or off"
+    assert log["error"][-1] == ("stop after 0 empty frames: use a whole number >= 1, or None "
+                                "(never stop)")
 
 
 def test_the_widget_stops_along_z_by_default_and_not_along_t(make_napari_viewer, demo_model,
                                                              qtbot):
     viewer = make_napari_viewer()
-    vol, truth, z, point = _volume()
+    vol = _volume()[0]
     viewer.add_image(vol[:, :48, :48], name="vol", axis_labels=("z", "y", "x"))
     viewer.add_image(vol[:6], name="movie", axis_labels=("t", "y", "x"))
     _, widget = viewer.window.add_plugin_dock_widget("napari-sam2", "SAM 2")

@@ -157,7 +157,8 @@ class PropagationPlan:
             raise ValueError("choose forward, backward or both")
         n = self.stop_after_absent
         if n is not None and (isinstance(n, bool) or int(n) != n or n < 1):
-            raise ValueError(f"stop after {n!r} empty frames: use a whole number >= 1, or off")
+            raise ValueError(f"stop after {n!r} empty frames: use a whole number >= 1, or None "
+                             "(never stop)")
 
     @property
     def n_frames(self) -> int:
