@@ -147,3 +147,32 @@ def test_reverse_counts_from_the_start_frame(model, volume, cache):
     assert [r.frame for r in early] == [r.frame for r in full][:n]
     for a, b in zip(early, full):
         np.testing.assert_array_equal(a.logits, b.logits)
+
+
+def test_only_absences_in_a_row_count_and_a_prompt_ahead_keeps_the_run_going():
+    """``EarlyStop`` on made-up scores: a present frame resets the count; the run may end
+    only once every object has stopped and none has a conditioning frame ahead."""
+    from napari_sam2.engine.object_track import ObjectTrack
+    from napari_sam2.engine.propagation import EarlyStop
+    from napari_sam2.engine.types import FrameResult
+
+    a, b = ObjectTrack(1), ObjectTrack(2)
+    b.cond[9] = object()  # a prompt of object 2 on frame 9
+    order = list(range(12))
+    stops = EarlyStop([a, b], order, 3)
+    scores = {1: [5, -1, -1, 3, -1, -1, -1, 2], 2: [4, -1, -1, -1, 1, 1, 1, 1]}
+    done = []
+    for i, frame in enumerate(order[:8]):
+        active = [t.obj_id for t in stops.active([a, b], frame)]
+        ids = [o for o in (1, 2) if o in active]
+        stops.update(FrameResult(frame, ids, np.zeros((len(ids), 2, 2), np.float32),
+                                 np.array([scores[o][i] for o in ids], np.float32)))
+        done.append((frame, ids, stops.finished(i)))
+    assert stops.stopped == {1: 6, 2: 3}  # not 1 at frame 4: frame 3 had it again
+    assert [ids for _, ids, _ in done] == [[1, 2]] * 4 + [[1]] * 3 + [[]]
+    assert not any(end for *_, end in done)  # object 2's prompt on frame 9 lies ahead
+    assert [t.obj_id for t in stops.active([a, b], 9)] == [2] and stops.absent[2] == 0
+    stops = EarlyStop([a, b], order, None)
+    stops.update(FrameResult(0, [1, 2], np.zeros((2, 2, 2), np.float32),
+                             np.array([-1, -1], np.float32)))
+    assert stops.stopped == {} and not stops.finished(11)
