@@ -46,6 +46,8 @@ from napari_sam2._napari._tracking import Tracker
 from napari_sam2._napari._workers import JobQueue, WorkerFactory, napari_worker
 
 DEFAULT_MODEL = "sam2.1_hiera_tiny"
+#: Frames in a row without an object after which its tracking stops, by default along z.
+STOP_AFTER_ABSENT = 3
 
 
 @dataclass
@@ -251,6 +253,19 @@ class Sam2Controller:
         if len(labels) != ndim:
             labels = [str(a) for a in range(ndim)]
         return [str(n) for n in labels[: ndim - 2]]
+
+    def default_stop_after_absent(self) -> int | None:
+        """``STOP_AFTER_ABSENT`` when the stack axis is named z (objects end in a volume),
+        else None (in a time-lapse objects leave and come back). The name is the image layer's
+        own axis label, else the viewer's (which follows the last layer added)."""
+        if self.stack_axis is None or self.image_layer is None:
+            return None
+        ndim = len(image_shape(self.image_layer))
+        own = [str(a) for a in getattr(self.image_layer, "axis_labels", ())][-ndim:]
+        names = own if len(own) == ndim else self.axis_names()
+        if names[self.stack_axis].strip().lower() == "z":
+            return STOP_AFTER_ABSENT
+        return None
 
     def set_stack_axis(self, axis: int) -> None:
         if self.image_layer is None:
@@ -508,8 +523,11 @@ class Sam2Controller:
         self.objects |= set(ids)
         self.tracker.mask_as_prompt(self.image_layer, ref, frame, {i: plane == i for i in ids})
 
-    def propagate(self, direction: str = "forward", frame_range=None, obj_ids=None) -> bool:
-        """Propagate from the shown frame; ``direction`` forward/backward/both.
+    def propagate(self, direction: str = "forward", frame_range=None, obj_ids=None,
+                  stop_after_absent: int | None = None) -> bool:
+        """Propagate from the shown frame; ``direction`` forward/backward/both;
+        ``stop_after_absent`` N: each object stops after N frames in a row without it (None:
+        never; the widget's default is ``default_stop_after_absent()``).
 
         A refused propagation (nothing to propagate, bad range) changes nothing; after "both"
         the view goes back to the frame it started from."""
@@ -518,7 +536,7 @@ class Sam2Controller:
         ref, start = self.current_ref(), self.current_frame()
         planned = self.tracker.plan(
             self.image_layer, ref, start=start, n_frames=self.num_frames(), direction=direction,
-            frame_range=frame_range, obj_ids=obj_ids,
+            frame_range=frame_range, obj_ids=obj_ids, stop_after_absent=stop_after_absent,
         )
         if planned is None or not self._ensure_labels():
             return False

@@ -85,14 +85,17 @@ class Tracker:
         self, image, labels, ref: StackRef, *, start: int, n_frames: int,
         direction: str = "forward", frame_range=None, obj_ids=None,
         follow: Callable[[int], None] | None = None, on_end: Callable[[], None] | None = None,
+        stop_after_absent: int | None = None,
     ) -> bool:
         """Propagate the objects of the stack ``ref`` of ``image`` from ``start``, writing into
         ``labels``; ``direction`` forward/backward/both, ``frame_range`` (first, last) or None
         for all ``n_frames``, ``obj_ids`` None for all objects; ``follow(frame)`` after each
-        frame written, ``on_end()`` after the run ends (not when stopped by a removed layer).
-        Returns whether a run was started."""
+        frame written, ``on_end()`` after the run ends (not when stopped by a removed layer);
+        ``stop_after_absent`` N: an object stops after N frames in a row without it (None:
+        never). Returns whether a run was started."""
         planned = self.plan(image, ref, start=start, n_frames=n_frames, direction=direction,
-                            frame_range=frame_range, obj_ids=obj_ids)
+                            frame_range=frame_range, obj_ids=obj_ids,
+                            stop_after_absent=stop_after_absent)
         if planned is None:
             return False
         self.start(planned[0], image, labels, ref, planned[1], follow, on_end)
@@ -100,7 +103,7 @@ class Tracker:
 
     def plan(
         self, image, ref: StackRef, *, start: int, n_frames: int, direction: str = "forward",
-        frame_range=None, obj_ids=None,
+        frame_range=None, obj_ids=None, stop_after_absent: int | None = None,
     ) -> tuple[object, PropagationPlan] | None:
         """(session, plan) of a propagation, or None after saying why there is none."""
         session = self.sessions.get(image, ref, create=False)
@@ -117,7 +120,7 @@ class Tracker:
             plan = PropagationPlan(
                 start=start, first=first, last=last, forward=direction in ("forward", "both"),
                 backward=direction in ("backward", "both"),
-                obj_ids=tuple(wanted) if obj_ids else None,
+                obj_ids=tuple(wanted) if obj_ids else None, stop_after_absent=stop_after_absent,
             )
         except ValueError as exc:
             self.feedback.error(str(exc))
@@ -197,7 +200,14 @@ class Tracker:
         if run.on_end is not None:
             run.on_end()
         verb = "cancelled after" if cancelled else "propagated"
-        self.feedback.say(f"{verb} {run.done} frames in {elapsed:.1f} s ({fps:.1f} frames/s)")
+        ended = ""
+        plan = run.plan  # a backward pass from frame 0 has nothing to do (not an early end)
+        possible = plan.n_frames - (1 if plan.backward and plan.start == 0 else 0)
+        if plan.stop_after_absent and not cancelled and run.done < possible:
+            ended = (f"; the objects ended before the range did (not found on "
+                     f"{plan.stop_after_absent} frames in a row)")
+        self.feedback.say(f"{verb} {run.done} frames in {elapsed:.1f} s ({fps:.1f} frames/s)"
+                          f"{ended}")
         self.feedback.objects_changed()
 
     def layer_removed(self, layer) -> bool:

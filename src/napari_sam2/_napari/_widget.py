@@ -149,6 +149,14 @@ class Sam2Widget(QWidget):
         self._first_spin, self._last_spin = QSpinBox(), QSpinBox()
         self._objects_combo = QComboBox()
         self._objects_combo.addItems(["all objects", "selected objects"])
+        self._stop_spin = QSpinBox()
+        self._stop_spin.setRange(0, 999)
+        self._stop_spin.setSpecialValueText("never")  # 0
+        self._stop_spin.setSuffix(" empty frames in a row")
+        self._stop_spin.setToolTip(
+            "Stop tracking an object once SAM has not found it on this many frames in a row "
+            "(on by default along z, where objects end; off along t, where they come back)"
+        )
         self._follow_check = QCheckBox("follow frames while propagating")
         self._follow_check.setChecked(True)
         self._overwrite_check = QCheckBox("SAM may overwrite other labels")
@@ -160,6 +168,7 @@ class Sam2Widget(QWidget):
         form.addRow("direction", self._direction_combo)
         form.addRow("range", _row(self._all_frames_check, self._first_spin, self._last_spin))
         form.addRow("objects", self._objects_combo)
+        form.addRow("stop after", self._stop_spin)
         form.addRow(self._follow_check)
         form.addRow(self._overwrite_check)
         form.addRow(_row(self._propagate_button, self._cancel_button))
@@ -256,7 +265,7 @@ class Sam2Widget(QWidget):
         if self.controller.stack_axis is not None:
             self._axis_combo.setCurrentIndex(self.controller.stack_axis)
         self._axis_combo.blockSignals(False)
-        self._update_range_limits()
+        self._update_stack_defaults()
         self.controller.prefetch_current()
 
     def _on_labels_chosen(self, index=None) -> None:
@@ -266,9 +275,10 @@ class Sam2Widget(QWidget):
     def _on_axis_chosen(self, index: int) -> None:
         if index >= 0:
             self.controller.set_stack_axis(index)
-            self._update_range_limits()
+            self._update_stack_defaults()
 
-    def _update_range_limits(self) -> None:
+    def _update_stack_defaults(self) -> None:
+        self._stop_spin.setValue(self.controller.default_stop_after_absent() or 0)
         n = max(self.controller.num_frames(), 1)
         for spin in (self._first_spin, self._last_spin):
             spin.setRange(0, n - 1)
@@ -307,7 +317,8 @@ class Sam2Widget(QWidget):
         obj_ids = None
         if self._objects_combo.currentIndex() == 1:  # selected objects
             obj_ids = self._table.selected_ids() or [self.controller.current_obj]
-        self.controller.propagate(self._direction_combo.currentText(), frame_range, obj_ids)
+        self.controller.propagate(self._direction_combo.currentText(), frame_range, obj_ids,
+                                  stop_after_absent=self._stop_spin.value() or None)
 
     def _on_status(self, text: str) -> None:
         self._status_label.setText(text)

@@ -130,6 +130,8 @@ class PropagationPlan:
         first, last: the range of frames that may be written.
         forward, backward: which passes to run (both: forward first, then backward).
         obj_ids: objects to propagate, or None for all objects of the session.
+        stop_after_absent: stop an object after this many frames in a row without it (the
+            session's ``stop_after_absent``), or None to track every object to the range's end.
     """
 
     start: int
@@ -138,6 +140,7 @@ class PropagationPlan:
     forward: bool = True
     backward: bool = False
     obj_ids: tuple[int, ...] | None = None
+    stop_after_absent: int | None = None
 
     def __post_init__(self):
         if self.first > self.last:
@@ -152,10 +155,15 @@ class PropagationPlan:
             )
         if not (self.forward or self.backward):
             raise ValueError("choose forward, backward or both")
+        n = self.stop_after_absent
+        if n is not None and (isinstance(n, bool) or int(n) != n or n < 1):
+            raise ValueError(f"stop after {n!r} empty frames: use a whole number >= 1, or None "
+                             "(never stop)")
 
     @property
     def n_frames(self) -> int:
-        """How many frames the passes write (the start frame is written once per pass)."""
+        """How many frames the passes may write (the start frame is written once per pass;
+        fewer when every object stops early)."""
         n = 0
         if self.forward:
             n += self.last - self.start + 1
@@ -179,7 +187,8 @@ def propagation_steps(session, plan: PropagationPlan, stop: threading.Event):
     done = 0
     for reverse, span in passes:
         results = session.propagate(
-            plan.start, reverse=reverse, max_frames=span, obj_ids=obj_ids
+            plan.start, reverse=reverse, max_frames=span, obj_ids=obj_ids,
+            stop_after_absent=plan.stop_after_absent,
         )
         try:
             for result in results:

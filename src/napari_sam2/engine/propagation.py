@@ -8,6 +8,12 @@ conditioning output there (batched by memory size on GPUs, one by one on CPU), s
 outputs, evicts memories that fell out of the window and yields the frame's result. Each frame
 is committed as a whole under the state's lock, and nothing is held across a ``yield``, so
 closing the generator at any point leaves a consistent session.
+
+With ``stop_after_absent=N`` an ``EarlyStop`` follows each object's object scores along the
+run: after N frames in a row with a score <= 0 the object is left out of the following frames
+(nothing computed, nothing stored or changed there, absent from their results) until a frame
+where it has a conditioning output (a prompt), which it shows and from which it goes on; the
+run ends when every object has stopped and none has such a frame ahead.
 """
 
 from __future__ import annotations
@@ -15,11 +21,62 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator
 
+import numpy as np
 import torch
 
 from napari_sam2.engine.object_track import ObjectTrack
 from napari_sam2.engine.tracking_state import TrackingState
 from napari_sam2.engine.types import FrameResult
+
+
+def check_stop_after_absent(value) -> int | None:
+    """``value`` as a positive int or None, or a ValueError."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"stop_after_absent must be an integer >= 1 (frames in a row without "
+                         f"the object) or None (never stop), got {value!r}")
+    return int(value)
+
+
+class EarlyStop:
+    """Which objects a run still computes: each stops after ``n`` frames in a row on which
+    its object score is <= 0, and starts again on a frame where it has a conditioning output.
+
+    ``n`` None: nobody ever stops (the plain run)."""
+
+    def __init__(self, tracks: list[ObjectTrack], order: list[int], n: int | None) -> None:
+        self.n = n
+        self.absent = {t.obj_id: 0 for t in tracks}  # frames in a row without the object
+        self.stopped: dict[int, int] = {}  # obj id -> the frame after which it stopped
+        # the last conditioning frame of each object on the way (to tell when the run can end)
+        pos = {f: i for i, f in enumerate(order)}
+        self._last_cond = {t.obj_id: max((pos[f] for f in t.cond if f in pos), default=-1)
+                           for t in tracks}
+
+    def active(self, tracks: list[ObjectTrack], frame: int) -> list[ObjectTrack]:
+        """The tracks to run on ``frame`` (a stopped track with a prompt there starts again)."""
+        if not self.stopped:
+            return tracks
+        for t in tracks:
+            if t.obj_id in self.stopped and frame in t.cond:
+                del self.stopped[t.obj_id]
+                self.absent[t.obj_id] = 0
+        return [t for t in tracks if t.obj_id not in self.stopped]
+
+    def update(self, result: FrameResult) -> None:
+        """Count the objects of ``result`` (a frame just done) that are absent there."""
+        if self.n is None:
+            return
+        for oid, score in zip(result.obj_ids, result.object_scores):
+            self.absent[oid] = self.absent[oid] + 1 if score <= 0 else 0
+            if self.absent[oid] >= self.n:
+                self.stopped[oid] = result.frame
+
+    def finished(self, index: int) -> bool:
+        """True when after position ``index`` of the order nothing is left to compute."""
+        return (len(self.stopped) == len(self.absent)
+                and all(self._last_cond[o] <= index for o in self.stopped))
 
 
 def plan_propagation(state: TrackingState, start, reverse, max_frames,
@@ -108,20 +165,26 @@ def _step(state: TrackingState, tracks: list[ObjectTrack], frame: int,
 
 
 def run_propagation(state: TrackingState, tracks: list[ObjectTrack], order: list[int],
-                    reverse: bool) -> Iterator[FrameResult]:
+                    reverse: bool, stop_after_absent: int | None = None
+                    ) -> Iterator[FrameResult]:
     """Yield the ``FrameResult`` of each frame of ``order`` for ``tracks`` (from
-    ``plan_propagation``), committing each frame to ``state`` before it is yielded."""
+    ``plan_propagation``), committing each frame to ``state`` before it is yielded;
+    ``stop_after_absent``: see ``EarlyStop`` (None: every object on every frame)."""
     with state.lock:
         for track in state.tracks.values():
             track.consolidate()
+        stops = EarlyStop(tracks, order, stop_after_absent)
     try:
-        for frame in order:
+        for index, frame in enumerate(order):
             with state.lock:
                 if any(state.tracks.get(t.obj_id) is not t for t in tracks):
                     raise RuntimeError("objects were removed or the session was reset during "
                                        "propagation; start a new propagation")
-                result = _step(state, tracks, frame, reverse)
+                result = _step(state, stops.active(tracks, frame), frame, reverse)
+            stops.update(result)
             yield result
+            if stops.finished(index):
+                return
     finally:
         state.recent = None
 

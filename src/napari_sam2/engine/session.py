@@ -29,7 +29,11 @@ from napari_sam2.engine.feature_cache import FeatureCache
 from napari_sam2.engine.frames import ArrayFrames, ModelInputFrames
 from napari_sam2.engine.object_track import ObjectTrack, PointPrompt
 from napari_sam2.engine.prompts import check_box, check_points
-from napari_sam2.engine.propagation import plan_propagation, run_propagation
+from napari_sam2.engine.propagation import (
+    check_stop_after_absent,
+    plan_propagation,
+    run_propagation,
+)
 from napari_sam2.engine.tracker import Tracker
 from napari_sam2.engine.tracking_state import TrackingState, check_obj_id
 from napari_sam2.engine.types import FrameResult
@@ -327,7 +331,8 @@ class TrackingSession:
 
     # ------------------------------------------------------------------ propagation
     def propagate(self, start: int | None = None, *, reverse: bool = False,
-                  max_frames: int | None = None, obj_ids=None) -> Iterator[FrameResult]:
+                  max_frames: int | None = None, obj_ids=None,
+                  stop_after_absent: int | None = None) -> Iterator[FrameResult]:
         """Track objects frame by frame from ``start``; yields a ``FrameResult`` per frame.
 
         Args:
@@ -338,13 +343,23 @@ class TrackingSession:
                 down to ``start - max_frames``), i.e. ``max_frames + 1`` frames with the start
                 frame, clipped to the video; 0 processes only ``start``. Default: to the end.
             obj_ids: the objects to track (default all); the others are left as they are.
+            stop_after_absent: N >= 1 to stop tracking an object once its object score was
+                <= 0 on N frames in a row of this run (counted from ``start``, the frame that
+                completes the N included): an object that has ended in a z-stack costs
+                nothing more. Its later frames are neither computed nor changed (outputs from
+                an earlier run stay) and it is absent from their results, until a frame where
+                it has a conditioning output (a prompt): that frame is shown and tracking goes
+                on from it. The run ends once every object has stopped with no prompt ahead.
+                None (default): every object on every frame, as Meta's predictor.
 
         Raises (at the call, before anything changes):
-            ValueError: no objects, an object without prompts, bad start or max_frames.
+            ValueError: no objects, an object without prompts, bad start, max_frames or
+                stop_after_absent.
 
         Closing the generator stops after the last yielded frame; all frames done are kept
         and the session stays usable.
         """
+        stop = check_stop_after_absent(stop_after_absent)
         with self._state.lock:
             tracks, order = plan_propagation(self._state, start, reverse, max_frames, obj_ids)
-        return run_propagation(self._state, tracks, order, bool(reverse))
+        return run_propagation(self._state, tracks, order, bool(reverse), stop)
