@@ -1,7 +1,9 @@
 """Position encodings: 2-D sine (FPN neck, memories), random Fourier (prompts), axial RoPE.
 
 All three are computed in float32. The sine maps and RoPE tables are pure functions of the
-grid size, so they are cached per (size, device).
+grid size, so they are cached (sine maps per (size, device, dtype), each dtype being the
+float32 map cast once; RoPE tables per (size, device)). Keys of several memory frames are
+rotated by broadcasting the one-frame tables, never by a repeated copy of them.
 """
 
 from __future__ import annotations
@@ -29,16 +31,20 @@ class PositionEmbeddingSine(nn.Module):
             raise ValueError(f"num_pos_feats must be even, got {num_pos_feats}")
         self.num_pos_feats = num_pos_feats
         self.temperature = temperature
+        # plain attribute, not a buffer: not in the state dict, and keyed by device and dtype
         self._cache: dict[tuple, torch.Tensor] = {}
 
-    def encoding(self, h: int, w: int, device: torch.device) -> torch.Tensor:
-        """(C, h, w) float32 encoding (cached; do not modify in place)."""
-        key = (h, w, str(device))
+    def encoding(self, h: int, w: int, device: torch.device,
+                 dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """(C, h, w) encoding in ``dtype``: computed in float32, then cast (cached; do not
+        modify in place)."""
+        key = (h, w, str(device), dtype)
         pe = self._cache.get(key)
         if pe is None:
             # a normal tensor even when first asked for under inference_mode (training later)
             with torch.inference_mode(False), torch.no_grad():
-                pe = self._compute(h, w, device)
+                pe = self.encoding(h, w, device) if dtype != torch.float32 else None
+                pe = self._compute(h, w, device) if pe is None else pe.to(dtype)
             self._cache[key] = pe
         return pe
 
@@ -60,7 +66,7 @@ class PositionEmbeddingSine(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, *, H, W) -> (B, num_pos_feats, H, W) in x's dtype (a broadcast view)."""
-        pe = self.encoding(x.shape[-2], x.shape[-1], x.device).to(x.dtype)
+        pe = self.encoding(x.shape[-2], x.shape[-1], x.device, x.dtype)
         return pe.unsqueeze(0).expand(x.shape[0], -1, -1, -1)
 
 
@@ -136,14 +142,16 @@ def axial_rope_tables(
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotate consecutive channel pairs of x (B, nh, N, hd) by tables (M, hd/2).
 
-    If N is a multiple r of M the table is repeated r times along the tokens (keys of r
-    memory frames). Returns float32 of x's shape.
+    If N is a multiple r of M the table applies to each of the r blocks of M tokens (keys of
+    r memory frames), by broadcasting: the same products as a table repeated r times, without
+    the copy. Returns float32 of x's shape.
     """
-    n = x.shape[-2]
-    if n != cos.shape[0]:
-        r = n // cos.shape[0]
-        cos, sin = cos.repeat(r, 1), sin.repeat(r, 1)
-    xr = x.float().unflatten(-1, (-1, 2))
+    n, m = x.shape[-2], cos.shape[0]
+    xr = x.float().unflatten(-1, (-1, 2))  # (B, nh, N, hd/2, 2)
+    if n != m:
+        if n % m:
+            raise ValueError(f"{n} tokens are not a multiple of the {m}-token RoPE table")
+        xr = xr.unflatten(-3, (n // m, m))  # (B, nh, r, M, hd/2, 2)
     a, b = xr[..., 0], xr[..., 1]
-    out = torch.stack((a * cos - b * sin, a * sin + b * cos), dim=-1)
-    return out.flatten(-2)
+    out = torch.stack((a * cos - b * sin, a * sin + b * cos), dim=-1).flatten(-2)
+    return out if n == m else out.flatten(-3, -2)
