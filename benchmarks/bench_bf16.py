@@ -89,9 +89,13 @@ def agreement(model, images, points) -> dict:
     """Quality of bf16 vs fp32 on the same frames and clicks, and tracked-frame times."""
     ref, t32 = track(model, images, points, False)
     low, t16 = track(model, images, points, True)
-    ious = [iou(ref[k][0], low[k][0]) for k in ref]
-    same = [ref[k][1] == low[k][1] for k in ref]
+    keys = sorted(ref)
+    ious = [iou(ref[k][0], low[k][0]) for k in keys]
+    same = [ref[k][1] == low[k][1] for k in keys]
+    worst = keys[int(np.argmin(ious))]
     return {"n": len(ref), "iou_min": min(ious), "iou_median": statistics.median(ious),
+            "share_098": float(np.mean(np.array(ious) >= 0.98)),
+            "worst": (*worst, int(ref[worst][0].sum()), int(low[worst][0].sum())),
             "same_presence": sum(same) / len(same), "frame_fp32": t32, "frame_bf16": t16}
 
 
@@ -129,6 +133,9 @@ def report(name: str, model, images, truth, n_objects: int, encode_repeats: int)
     print(f"  bf16 vs fp32 IoU per frame-object: min {q['iou_min']:.4f}, median "
           f"{q['iou_median']:.4f}; same present/absent {100 * q['same_presence']:.1f} %; "
           f"click IoU {s['click_iou']:.4f}  -> {'meets' if ok else 'MISSES'} the targets")
+    f, o, a32, a16 = q["worst"]
+    print(f"  IoU >= 0.98 on {100 * q['share_098']:.0f} % of frame-objects; worst: frame {f} "
+          f"object {o}, {a32} px in fp32 vs {a16} px in bf16 (frame {images[0].shape})")
     rows = [("image encode", s["encode", False], s["encode", True], "s"),
             ("click", s["click", False] * 1e3, s["click", True] * 1e3, "ms"),
             ("tracked frame", statistics.median(q["frame_fp32"]),
