@@ -127,12 +127,17 @@ def main() -> None:
                              "shipped file) and print the paired differences")
     parser.add_argument("--baseline", action="store_true",
                         help="also measure the random-init model (in-run reference)")
+    parser.add_argument("--bfloat16", action="store_true",
+                        help="bfloat16 autocast on the CPU (default float32: the documented "
+                             "figures and tests/training/test_shipped_quality.py are float32)")
     args = parser.parse_args()
+    # the engine's default precision follows this variable (engine/device.py)
+    os.environ["NAPARI_SAM2_BFLOAT16"] = "1" if args.bfloat16 else "0"
     if args.threads:
         torch.set_num_threads(args.threads)
     from napari_sam2.model import build_model, load_model
 
-    print(f"machine: {_machine()}")
+    print(f"machine: {_machine()}, {'bfloat16' if args.bfloat16 else 'float32'}")
     model = load_model(args.variant, args.checkpoint, device="cpu")
     figures, ours = _report(f"{args.variant} ({args.checkpoint or 'shipped weights'})", model,
                             args)

@@ -213,7 +213,8 @@ def test_tracking_matches_meta(name, as_cond):
     state = meta.init_state(video.write_frames(frames))
     images = state["images"].float().numpy()
     ours = TrackingSession.from_model_inputs(reference_model(name).eval(), images, (H, W),
-                                             corrections_as_conditioning=as_cond)
+                                             corrections_as_conditioning=as_cond,
+                                             bfloat16=False)
 
     def check(result, meta_ids, meta_logits, what, prompt=False):
         meta_ids = [int(i) for i in meta_ids]

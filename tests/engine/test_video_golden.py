@@ -68,12 +68,14 @@ def model():
 @pytest.fixture(scope="module")
 def feature_cache(model, images):
     """One cache for every session here: each frame is encoded once, on first use."""
-    return TrackingSession.from_model_inputs(model, images, (H, W)).feature_cache
+    return TrackingSession.from_model_inputs(model, images, (H, W),
+                                             bfloat16=False).feature_cache
 
 
 def _session(model, images, feature_cache, as_cond):
     return TrackingSession.from_model_inputs(model, images, (H, W), feature_cache=feature_cache,
-                                             corrections_as_conditioning=as_cond)
+                                             corrections_as_conditioning=as_cond,
+                                             bfloat16=False)
 
 
 def _prompts(meta):

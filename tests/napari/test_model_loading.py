@@ -74,3 +74,20 @@ def test_offline_default_model_says_where_to_put_the_file(make_napari_viewer, qt
     text = widget._status_label.text()
     assert "sam2.1_hiera_tiny.pt" in text and str(download.cache_dir_path()) in text
     assert widget.controller.sessions.model is None and widget._load_button.isEnabled()
+
+
+@pytest.mark.parametrize("override", [None, "0"])
+def test_device_picker_says_bf16_where_the_cpu_runs_in_bfloat16(make_napari_viewer, monkeypatch,
+                                                                override):
+    from napari_sam2.engine.device import ENV_VAR, cpu_has_native_bfloat16
+
+    if override is None:
+        monkeypatch.delenv(ENV_VAR, raising=False)
+    else:
+        monkeypatch.setenv(ENV_VAR, override)
+    bf16 = override is None and cpu_has_native_bfloat16()
+    _, widget = make_napari_viewer().window.add_plugin_dock_widget("napari-sam2", "SAM 2")
+    combo = widget._device_combo
+    items = {combo.itemText(i): combo.itemData(i) for i in range(combo.count())}
+    assert items["cpu (bf16)" if bf16 else "cpu"] == "cpu"  # the label; the device loaded
+    assert ("cpu" in items) is not bf16 and items["auto"] == "auto"

@@ -50,10 +50,13 @@ def model_choices() -> list[str]:
     return names
 
 
-def device_choices() -> list[str]:
-    from napari_sam2.engine.device import available_devices
+def device_choices() -> list[tuple[str, str]]:
+    """(label, device) of the device picker; the CPU reads "cpu (bf16)" where the engine will
+    run it in bfloat16 (a CPU with native bfloat16, see ``engine/device.py``)."""
+    from napari_sam2.engine.device import available_devices, uses_bfloat16
 
-    return ["auto", *[d for d in available_devices() if d != "auto"]]
+    names = ["auto", *[d for d in available_devices() if d != "auto"]]
+    return [(f"{d} (bf16)" if d == "cpu" and uses_bfloat16("cpu") else d, d) for d in names]
 
 
 def _row(*widgets) -> QHBoxLayout:
@@ -112,7 +115,8 @@ class Sam2Widget(QWidget):
         self._checkpoint_edit.setPlaceholderText("optional local file (.pt, .safetensors)")
         self._browse_button = QPushButton("...")
         self._device_combo = QComboBox()
-        self._device_combo.addItems(device_choices())
+        for label, name in device_choices():
+            self._device_combo.addItem(label, name)
         self._load_button = QPushButton("Load model")
         form.addRow("variant", self._model_combo)
         form.addRow("checkpoint", _row(self._checkpoint_edit, self._browse_button))
@@ -296,7 +300,7 @@ class Sam2Widget(QWidget):
     def _on_load(self) -> None:
         self.controller.load_model(
             self._model_combo.currentText(), self._checkpoint_edit.text().strip() or None,
-            self._device_combo.currentText(),
+            self._device_combo.currentData(),
         )
 
     def _on_new_object(self) -> None:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from napari_sam2.engine import transforms as T
-from napari_sam2.engine.device import autocast
+from napari_sam2.engine.device import autocast, uses_bfloat16
 from napari_sam2.engine.postprocess import postprocess_logits
 from napari_sam2.engine.prompts import check_box, check_mask_input, check_points
 from napari_sam2.engine.types import MaskPrediction
@@ -69,8 +69,10 @@ class ImagePredictor:
         max_hole_area: fill background holes up to this area (pixels of the low-res 4h x 4w
             logits) in the returned masks; 0 (default) is off, as Meta's CPU outputs.
         max_sprinkle_area: remove foreground specks up to this area (same units); 0 is off.
-        bfloat16: None (default): bfloat16 autocast on CUDA GPUs that support it, float32
-            elsewhere; False: float32 everywhere (use it to compare with float32 references).
+        bfloat16: None (default): bfloat16 autocast on CUDA GPUs and CPUs with native bfloat16
+            (AVX512-BF16 / AMX; ``NAPARI_SAM2_BFLOAT16`` overrides, see ``engine/device.py``),
+            float32 elsewhere; False: float32 everywhere (use it to compare with float32
+            references); True: bfloat16, a ValueError on a device without it.
         fast_decoder: True (default): clicks use the mask decoder's ``decode_cached`` (the
             same function with about half the work); False: ``Sam2Model.prompt_and_decode``.
     """
@@ -107,8 +109,13 @@ class ImagePredictor:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    @property
+    def uses_bfloat16(self) -> bool:
+        """Whether the model runs under bfloat16 autocast (``bfloat16`` and the device)."""
+        return uses_bfloat16(self.device, self.bfloat16)
+
     def _autocast(self):
-        return autocast(self.device, enabled=None if self.bfloat16 is None else self.bfloat16)
+        return autocast(self.device, enabled=self.bfloat16)
 
     # ------------------------------------------------------------------ encoding
     def encode(self, image, *, intensity_range=None) -> ImageEmbedding:

@@ -61,7 +61,8 @@ class TrackingSession:
             ``num_maskmem * memory_temporal_stride_for_eval`` (7), which never recomputes
             during a propagation.
         read_ahead: frames read in the background ahead of propagation.
-        bfloat16: None: bfloat16 autocast on CUDA GPUs that support it; False: float32.
+        bfloat16: None: bfloat16 autocast where the device has it natively (CUDA, CPUs
+            with AVX512-BF16 / AMX; see ``engine/device.py``); False: float32; True: bfloat16.
         feature_cache: share another session's ``feature_cache`` (same frames, same model
             and intensity mapping only), e.g. to compare settings without re-encoding.
     """

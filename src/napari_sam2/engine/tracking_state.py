@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from napari_sam2.engine import transforms as T
-from napari_sam2.engine.device import autocast
+from napari_sam2.engine.device import autocast, uses_bfloat16
 from napari_sam2.engine.feature_cache import FeatureCache, FrameFeatures
 from napari_sam2.engine.frames import ArrayFrames, ModelInputFrames
 from napari_sam2.engine.object_track import ObjectTrack
@@ -54,7 +54,8 @@ class TrackingState:
         source: the frames (``ArrayFrames`` or ``ModelInputFrames``).
         features: LRU cache of image features of prompted / encoded frames.
         intensity_range: (lo, hi) mapped to 0 and 1, or None (per frame, as ``ImagePredictor``).
-        bfloat16: None: bfloat16 autocast on CUDA GPUs that support it; False: float32.
+        bfloat16: None: bfloat16 autocast where the device has it natively (CUDA, CPUs
+            with AVX512-BF16 / AMX; see ``engine/device.py``); False: float32; True: bfloat16.
         memory_window: memories of tracked frames farther than this from the frame being
             processed are evicted.
         tracks: object id -> ``ObjectTrack`` (prompts, outputs, memory bank).
@@ -105,6 +106,11 @@ class TrackingState:
         return track
 
     # ------------------------------------------------------------------ features
+    @property
+    def uses_bfloat16(self) -> bool:
+        """Whether the model steps run under bfloat16 autocast (``bfloat16`` and the device)."""
+        return uses_bfloat16(self.device, self.bfloat16)
+
     def autocast(self):
         """The autocast context of the model steps (bfloat16 per ``bfloat16``)."""
         return autocast(self.device, enabled=self.bfloat16)

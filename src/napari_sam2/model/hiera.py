@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import HieraConfig
-from .layers import MLP
+from .layers import MLP, attention
 
 __all__ = ["Hiera", "MultiScaleBlock", "MultiScaleAttention", "window_partition",
            "window_unpartition"]
@@ -69,7 +69,7 @@ class MultiScaleAttention(nn.Module):
             q = _pool(q, self.q_stride)
             H, W = q.shape[1], q.shape[2]
             q = q.reshape(B, H * W, self.num_heads, hd).transpose(1, 2)
-        x = F.scaled_dot_product_attention(q, k, v)  # (B, nh, H'W', hd)
+        x = attention(q, k, v)  # (B, nh, H'W', hd)
         x = x.transpose(1, 2).reshape(B, H, W, -1)
         return self.proj(x)
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .layers import MLP, dropout
+from .layers import MLP, attention, dropout
 from .position_encoding import apply_rope, axial_rope_tables
 
 __all__ = ["Attention", "ImageProjections", "RoPEAttention", "TwoWayAttentionBlock",
@@ -59,7 +58,7 @@ class Attention(nn.Module):
             probs = ((q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)).softmax(dim=-1)
             out = dropout(probs, p) @ v
         else:
-            out = F.scaled_dot_product_attention(q, k, v, dropout_p=p)  # (B, nh, Nq, hd)
+            out = attention(q, k, v, dropout_p=p)  # (B, nh, Nq, hd)
         return self.out_proj(out.transpose(1, 2).flatten(2))
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
