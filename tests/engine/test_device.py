@@ -77,13 +77,16 @@ def test_bad_environment_override_is_a_clear_error(monkeypatch):
         D.autocast("cpu")
 
 
-def test_cpu_default_follows_the_cpu_and_the_override(monkeypatch):
+def test_cpu_default_is_float32_and_bfloat16_is_opt_in(monkeypatch):
     monkeypatch.delenv(D.ENV_VAR, raising=False)
     native = D.cpu_has_native_bfloat16()
     assert D.supports_bfloat16("cpu") is native
     with D.autocast("cpu"):
         y = torch.ones(2, 2) @ torch.ones(2, 2)
-    assert y.dtype == (torch.bfloat16 if native else torch.float32)
+    assert y.dtype == torch.float32  # opt-in on the CPU, detected or not
+    if native:
+        with D.autocast("cpu", enabled=True):
+            assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
     monkeypatch.setenv(D.ENV_VAR, "0")  # float32 by default, bfloat16 still on request
     assert isinstance(D.autocast("cpu"), contextlib.nullcontext)
     monkeypatch.setenv(D.ENV_VAR, "1")  # the CPU counts as capable

@@ -76,16 +76,16 @@ def test_offline_default_model_says_where_to_put_the_file(make_napari_viewer, qt
     assert widget.controller.sessions.model is None and widget._load_button.isEnabled()
 
 
-@pytest.mark.parametrize("override", [None, "0"])
+@pytest.mark.parametrize("override", [None, "0", "1"])
 def test_device_picker_says_bf16_where_the_cpu_runs_in_bfloat16(make_napari_viewer, monkeypatch,
                                                                 override):
-    from napari_sam2.engine.device import ENV_VAR, cpu_has_native_bfloat16
+    from napari_sam2.engine.device import ENV_VAR
 
     if override is None:
         monkeypatch.delenv(ENV_VAR, raising=False)
     else:
         monkeypatch.setenv(ENV_VAR, override)
-    bf16 = override is None and cpu_has_native_bfloat16()
+    bf16 = override == "1"  # opt-in on the CPU (it then trusts the user, detected or not)
     _, widget = make_napari_viewer().window.add_plugin_dock_widget("napari-sam2", "SAM 2")
     combo = widget._device_combo
     items = {combo.itemText(i): combo.itemData(i) for i in range(combo.count())}
