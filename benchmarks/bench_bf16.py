@@ -32,21 +32,18 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # also when loaded by a test
+
+from _cpu import cpu_flags, cpu_model  # noqa: E402
 
 from napari_sam2.data.synthetic import make_cell_timelapse  # noqa: E402
 from napari_sam2.engine import ImagePredictor, TrackingSession  # noqa: E402
-from napari_sam2.engine.device import cpu_flags, cpu_has_native_bfloat16  # noqa: E402
+from napari_sam2.engine.device import cpu_has_native_bfloat16  # noqa: E402
 
 
 def machine() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        text = ""
-    name = next((line.split(":", 1)[1].strip() for line in text.splitlines()
-                 if line.startswith("model name")), "unknown CPU")
-    flags = sorted(f for f in cpu_flags(text) if "bf16" in f or f.startswith(("amx", "avx512f")))
-    return (f"{name}; flags {' '.join(flags) or '(none of avx512f/bf16/amx)'}; native bf16 "
+    flags = cpu_flags(("avx512f", "avx512_bf16", "amx_bf16", "amx_tile"))
+    return (f"{cpu_model()}; flags {flags}; native bf16 "
             f"{cpu_has_native_bfloat16()}; torch {torch.__version__} "
             f"({torch.backends.cpu.get_cpu_capability()}); threads {torch.get_num_threads()}")
 

@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import time
 
 import numpy as np
 import torch
+
+from _cpu import describe
 
 from napari_sam2.engine import ImagePredictor, choose_device
 from napari_sam2.model import build_model
@@ -40,16 +41,6 @@ from napari_sam2.model import build_model
 META_CPU_ENCODE_S = {"tiny": 1.6, "small": 1.8, "base_plus": 3.2, "large": 7.1}
 META_CPU_CLICK_MS = 53.0
 
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def timed(fn, repeats: int, warmup: int, sync) -> tuple[list[float], list[float]]:
@@ -92,7 +83,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     device = choose_device(args.device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    print(f"machine: {cpu_name()}; {os.cpu_count()} logical CPUs; torch {torch.__version__}; "
+    print(f"machine: {describe()}; torch {torch.__version__}; "
           f"{torch.get_num_threads()} torch threads; device {device}"
           + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
     h, w = args.image

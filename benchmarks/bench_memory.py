@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -37,26 +36,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _cpu import describe
 
-SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_bf16", "amx_bf16")
 MIB = 2**20
-
-
-def machine() -> str:
-    name, flags = platform.processor() or platform.machine(), set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    name = line.split(":", 1)[1].strip()
-                elif line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                if flags and name:
-                    break
-    except OSError:
-        pass
-    simd = " ".join(f for f in SIMD_FLAGS if f in flags) or "unknown"
-    return f"{name}; {os.cpu_count()} logical CPUs; flags {simd}"
 
 
 def memory_kib() -> dict[str, int]:
@@ -161,7 +143,7 @@ def main() -> None:
 
     codes = [("ours", args.src)] + ([("baseline", args.baseline_src)] if args.baseline_src else [])
     first = run_child(args.src, 64, args.threads)
-    print(f"machine: {machine()}; torch {first['torch']}; {first['threads']} torch thread(s) "
+    print(f"machine: {describe()}; torch {first['torch']}; {first['threads']} torch thread(s) "
           f"per child; load average {os.getloadavg()[0]:.1f}")
     print("peak extra RSS over the process's RSS before the call (fresh process each time; "
           f"medians of {args.repeats}); model sam2_demo; image N x N uint16; click = 3 masks")

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _cpu import cpu_flags  # noqa: E402
 from bench_tracking import SyntheticStack, machine  # noqa: E402
 
 from napari_sam2.engine import ImagePredictor, TrackingSession  # noqa: E402
@@ -33,16 +34,6 @@ NEW = {"apply_rope": position_encoding.apply_rope,
        "forward": position_encoding.PositionEmbeddingSine.forward,
        "encoding": position_encoding.PositionEmbeddingSine.encoding}
 
-
-def cpu_flags() -> str:
-    """The CPU flags that matter for torch's matrix kernels (from /proc/cpuinfo)."""
-    wanted = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
-    try:
-        with open("/proc/cpuinfo") as fh:
-            flags = next(ln for ln in fh if ln.startswith("flags")).split(":", 1)[1].split()
-    except (OSError, StopIteration):
-        return "unknown"
-    return " ".join(f for f in wanted if f in flags) or "none of " + " ".join(wanted)
 
 
 def load_baseline(path: str) -> dict:

@@ -23,24 +23,9 @@ import subprocess
 import sys
 import time
 
+from _cpu import describe
+
 POLICIES = {"PASSIVE": "PASSIVE", "unset": None, "ACTIVE": "ACTIVE"}
-FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
-
-
-def cpu() -> str:
-    """CPU model and which of ``FLAGS`` it has, from /proc/cpuinfo."""
-    model, flags = "unknown CPU", set()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                elif line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    have = [f for f in FLAGS if f in flags]
-    return f"{model}; flags {' '.join(have) or 'none of ' + ' '.join(FLAGS)}"
 
 
 def child(variant: str, n_frames: int, clicks: int) -> dict:
@@ -119,7 +104,7 @@ def main() -> None:
         print(json.dumps(child(args.variant, args.frames, args.clicks)))
         return
 
-    print(f"machine: {cpu()}; {os.cpu_count()} logical CPUs; load average "
+    print(f"machine: {describe()}; load average "
           f"{os.getloadavg()[0]:.1f} before the runs", flush=True)
     rows = {}
     for busy in (False, True):

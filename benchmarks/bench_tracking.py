@@ -31,6 +31,7 @@ import time
 
 import numpy as np
 import torch
+from _cpu import describe
 
 
 class SyntheticStack:
@@ -60,16 +61,7 @@ def peak_rss_mb() -> float:
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return (f"{cpu}; {os.cpu_count()} cores; torch {torch.__version__}, "
+    return (f"{describe()}; torch {torch.__version__}, "
             f"{torch.get_num_threads()} threads; python {platform.python_version()}; "
             f"load average {os.getloadavg()[0]:.1f}")
 
