@@ -12,7 +12,7 @@ import argparse
 import importlib
 import sys
 
-from napari_sam2.errors import NapariSam2Error
+from napari_sam2.errors import EXPECTED_ERRORS, one_line
 from napari_sam2.threads import use_passive_wait
 
 # subcommand -> module with ``add_arguments(parser)`` and ``run(args) -> int``
@@ -33,12 +33,6 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def one_line(error: BaseException) -> str:
-    """The error's message on one line (multi-line messages joined with '; ')."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return "; ".join(lines) or type(error).__name__
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:
@@ -76,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"{prog}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (NapariSam2Error, ValueError, OSError) as exc:
+    except EXPECTED_ERRORS as exc:
         if args.debug:
             raise
         print(f"{prog}: error: {one_line(exc)}", file=sys.stderr)

@@ -4,8 +4,9 @@ This module imports nothing from the package, torch, Qt or napari, so ``model``,
 ``io``, ``training`` and ``_napari`` can all use it without breaking the one-way imports.
 
 Every message names the file or value, says what is wrong and what to do about it. The CLI
-prints ``str(error)`` on one line and exits non-zero; the widget shows it in its status line
-and as a napari notification, and changes nothing.
+prints it as :func:`one_line` and exits non-zero; the widget shows the same line in its status
+line and as a napari notification, and changes nothing. :data:`EXPECTED_ERRORS` are the types
+both treat that way (anything else is a bug and says so).
 
 * :class:`NapariSam2Error`: base class of the package's own errors.
 * :class:`DamagedFileError` (also a ``ValueError``): a file exists but cannot be read as what
@@ -33,3 +34,16 @@ class RefusedOverwriteError(NapariSam2Error, FileExistsError):
 
 class InvalidOptionError(NapariSam2Error, ValueError):
     """An option or argument that cannot work, caught before any long work starts."""
+
+
+#: what the CLI and the widget treat as a user's error (shown as its message) rather than a bug
+EXPECTED_ERRORS = (NapariSam2Error, ValueError, OSError)
+
+
+def one_line(message) -> str:
+    """``str(message)`` on one line, as the CLI prints it and the widget shows it: its non-empty
+    lines, stripped, joined with "; " (an exception without a message gives its type name)."""
+    lines = [line.strip() for line in str(message).splitlines() if line.strip()]
+    if lines:
+        return "; ".join(lines)
+    return type(message).__name__ if isinstance(message, BaseException) else ""

@@ -15,16 +15,9 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from napari_sam2.errors import NapariSam2Error
-
-EXPECTED_ERRORS = (NapariSam2Error, ValueError, OSError)
+from napari_sam2.errors import EXPECTED_ERRORS, one_line
 
 log = logging.getLogger("napari_sam2")
-
-
-def one_line(text: str) -> str:
-    """``text`` with every run of whitespace (newlines included) made one space."""
-    return " ".join(str(text).split())
 
 
 def error_message(exc: BaseException, doing: str) -> str:
