@@ -30,9 +30,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 __all__ = [
-    "atomic_dir", "atomic_file", "io_error", "json_text", "prepare_parent", "staged_file",
-    "write_text_atomic",
+    "atomic_dir", "atomic_file", "file_in_the_way", "io_error", "json_text", "prepare_parent",
+    "staged_file", "write_text_atomic",
 ]
+
+
+def file_in_the_way(folder: Path) -> Path | None:
+    """The first of ``folder`` and its parents that exists but is not a folder (so ``folder``
+    cannot be created), or None."""
+    return next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
 
 
 def prepare_parent(target: Path) -> None:

@@ -27,6 +27,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from napari_sam2._safe_write import file_in_the_way
 from napari_sam2.errors import DamagedFileError, InvalidOptionError, NapariSam2Error
 
 #: ``progress(downloaded_bytes, total_bytes)``; ``total_bytes`` is 0 when the server gives none.
@@ -86,7 +87,7 @@ def cache_dir_path(cache_dir: str | os.PathLike | None = None) -> Path:
         import pooch
 
         path, source = Path(pooch.os_cache("napari-sam2")), "the user cache folder"
-    blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+    blocker = file_in_the_way(path)
     if blocker is not None:
         raise InvalidOptionError(
             f"{source} {path} cannot be used: {blocker} is a file, not a folder. Give a folder "

@@ -12,6 +12,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from napari_sam2._safe_write import file_in_the_way
 from napari_sam2.errors import InvalidOptionError, RefusedOverwriteError
 
 __all__ = ["prepare_folder", "prepare_output", "record_of"]
@@ -30,7 +31,7 @@ def prepare_folder(folder: str | os.PathLike, *, what: str = "folder") -> Path:
             or is not writable; the message names it and says what to do.
     """
     folder = Path(folder).expanduser()
-    blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+    blocker = file_in_the_way(folder)
     if blocker is not None:
         raise InvalidOptionError(
             f"cannot create the {what} {folder}: {blocker} is a file, not a folder; choose "
