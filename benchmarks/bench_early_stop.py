@@ -14,11 +14,11 @@ the object-slices with a mask where the object is not (false positives).
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 
 import numpy as np
 import torch
+from _cpu import describe
 
 from napari_sam2.data.synthetic import make_ellipsoid_volume
 from napari_sam2.engine import TrackingSession
@@ -85,7 +85,7 @@ def main(argv=None) -> None:
     prompts = clicks(labels)
     print(f"{args.variant}, volume {tuple(args.shape)}, {len(prompts)} objects clicked, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{platform.processor() or platform.machine()}")
+          f"{describe()}")
     print("| stop after | frames yielded | object-frames computed | time (s) | mean IoU | "
           "false-positive object-slices |")
     print("|---|---|---|---|---|---|")
