@@ -39,6 +39,7 @@ from _cpu import cpu_flags, cpu_model  # noqa: E402
 from napari_sam2.data.synthetic import make_cell_timelapse  # noqa: E402
 from napari_sam2.engine import ImagePredictor, TrackingSession  # noqa: E402
 from napari_sam2.engine.device import cpu_has_native_bfloat16  # noqa: E402
+from napari_sam2.training.evaluate import jaccard  # noqa: E402
 
 
 def machine() -> str:
@@ -46,11 +47,6 @@ def machine() -> str:
     return (f"{cpu_model()}; flags {flags}; native bf16 "
             f"{cpu_has_native_bfloat16()}; torch {torch.__version__} "
             f"({torch.backends.cpu.get_cpu_capability()}); threads {torch.get_num_threads()}")
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / union) if union else 1.0
 
 
 def cell_clicks(truth: np.ndarray, n_objects: int) -> list[tuple[int, int]]:
@@ -87,7 +83,7 @@ def agreement(model, images, points) -> dict:
     ref, t32 = track(model, images, points, False)
     low, t16 = track(model, images, points, True)
     keys = sorted(ref)
-    ious = [iou(ref[k][0], low[k][0]) for k in keys]
+    ious = [jaccard(ref[k][0], low[k][0]) for k in keys]
     same = [ref[k][1] == low[k][1] for k in keys]
     worst = keys[int(np.argmin(ious))]
     return {"n": len(ref), "iou_min": min(ious), "iou_median": statistics.median(ious),
@@ -116,7 +112,7 @@ def image_speed(model, image, point, encode_repeats: int, click_repeats: int) ->
         res["click", bf16] = median_s(
             lambda: p.predict(points=[point], labels=[1]), click_repeats)  # noqa: B023
         res["click_iou", bf16] = p.predict(points=[point], labels=[1]).best
-    res["click_iou"] = iou(res.pop(("click_iou", False)), res.pop(("click_iou", True)))
+    res["click_iou"] = jaccard(res.pop(("click_iou", False)), res.pop(("click_iou", True)))
     return res
 
 
