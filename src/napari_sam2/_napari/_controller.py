@@ -30,6 +30,7 @@ import numpy as np
 from psygnal import Signal
 
 from napari_sam2._napari._clicks import Segmenter
+from napari_sam2._napari._everything import Everything
 from napari_sam2._napari._layers import (
     LabelsWriter,
     SamPainter,
@@ -82,6 +83,7 @@ class Sam2Controller:
     objects_changed = Signal()
     busy_changed = Signal(bool)
     progress = Signal(int, int, float)  # frames done, total, frames/s
+    everything_progress = Signal(int, int, float)  # grid points done, total, points/s
     model_changed = Signal(str)
 
     def __init__(self, viewer, start_worker: WorkerFactory = napari_worker,
@@ -114,6 +116,8 @@ class Sam2Controller:
             self.jobs, self.sessions, self.writer, self.feedback, prefetcher=self.prefetcher,
             progress_bar=napari_progress_bar if activity_bar else None,
         )
+        self.everything = Everything(self.jobs, self.sessions, self.writer, self.feedback,
+                                     progress=self.everything_progress.emit)
         self.prompts = PromptLayers(viewer, self._on_point, self._on_box, self._on_points_removed)
         self._contrast_dirty = False
         self.last_download: tuple[int, int] | None = None
@@ -151,8 +155,10 @@ class Sam2Controller:
         return self.tracker.propagating
 
     def cancel(self) -> None:
-        """Stop the running propagation after the frame being computed (kept)."""
+        """Stop the running propagation after the frame being computed (kept), or segment
+        everything after its current batch (nothing written)."""
         self.tracker.cancel()
+        self.everything.cancel()
 
     # ------------------------------------------------------------------ layers
     def _on_layer_removed(self, event) -> None:
@@ -550,6 +556,25 @@ class Sam2Controller:
         back = (lambda: follow(start)) if direction == "both" else None
         self.tracker.start(session, image, self.labels_layer, ref, plan, follow=follow,
                            on_end=back)
+        return True
+
+    def segment_everything(self, options=None, *, replace: bool = False, track: bool = False,
+                           **propagate) -> bool:
+        """Segment everything on the shown frame into the Labels layer (only empty pixels,
+        new ids above the existing ones, unless ``replace``); ``track``: then propagate every
+        new object (``propagate``: this method's ``propagate`` arguments). Returns whether a
+        job was queued."""
+        if not self._check_ready() or not self._plane_shown():
+            return False
+        ref, frame = self.current_ref(), self.current_frame()
+
+        def found(ids) -> None:
+            self.objects |= set(ids)
+            if track and ids:
+                self.propagate(**propagate)
+        self.everything.segment(self.image_layer, self.labels_layer, ref, frame,
+                                known=self.objects, options=options, replace=replace,
+                                track=track, on_done=found)
         return True
 
     # ------------------------------------------------------------------ objects

@@ -26,6 +26,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_sam2._napari._controller import DEFAULT_MODEL, Sam2Controller
+from napari_sam2._napari._everything_panel import EverythingGroup
 from napari_sam2._napari._objects import ObjectRow, ObjectTable
 from napari_sam2._napari._stack import frame_ranges
 
@@ -83,8 +84,9 @@ class Sam2Widget(QWidget):
     # ------------------------------------------------------------------ build
     def _build(self) -> None:
         layout = QVBoxLayout(self)
+        self._everything = EverythingGroup(self)
         for group in (self._build_data(), self._build_model(), self._build_objects(),
-                      self._build_propagate()):
+                      self._everything, self._build_propagate()):
             layout.addWidget(group)
         self._undo_button = QPushButton(f"Undo last SAM write ({UNDO_KEY})")
         layout.addWidget(self._undo_button)
@@ -220,6 +222,7 @@ class Sam2Widget(QWidget):
                              (c.objects_changed, self._refresh_objects),
                              (c.busy_changed, self._on_busy)):
             signal.disconnect(slot)
+        self._everything.disconnect_from(c)
         self.viewer.layers.events.inserted.disconnect(self._refresh_layers)
         self.viewer.layers.events.removed.disconnect(self._refresh_layers)
         self.viewer.dims.events.current_step.disconnect(self._on_slice_changed)
