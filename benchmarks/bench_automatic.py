@@ -138,7 +138,10 @@ def main(argv=None) -> None:
     defaults = AutomaticOptions()
     for name in OPTION_NAMES:
         v = getattr(defaults, name)
-        p.add_argument("--" + name.replace("_", "-"), type=type(v), default=v)
+        if isinstance(v, bool):
+            p.add_argument("--no-" + name.replace("_", "-"), dest=name, action="store_false")
+        else:
+            p.add_argument("--" + name.replace("_", "-"), type=type(v), default=v)
     args = p.parse_args(argv)
     os.environ["NAPARI_SAM2_BFLOAT16"] = "0"
     if args.threads:
