@@ -96,7 +96,7 @@ def tracking(model, args, opts) -> dict:
         pairs, n_req, _, _ = match(r.labels, labels[0])
         session = TrackingSession(model, images)
         for k in r.ids:
-            session.add_mask(0, int(k), r.labels == k)
+            session.add_mask(0, int(k), r.labels == k, others=False)
         objects += len(r.ids)
         start = time.perf_counter()
         outputs = {}
@@ -166,12 +166,13 @@ def main(argv=None) -> None:
         print(f"  recall     {hit / max(req, 1):.3f}  95% "
               f"{_ci([r['hit'] / max(r['req'], 1) for r in rows], [r['req'] for r in rows])}"
               "  (target >= 0.90)")
-        print(f"  precision  {hit / max(counted, 1):.3f}  95% "
-              f"{_ci([r['hit'] / max(r['counted'], 1) for r in rows], [r['counted'] for r in rows])}"
+        precision = _ci([r["hit"] / max(r["counted"], 1) for r in rows],
+                        [r["counted"] for r in rows])
+        print(f"  precision  {hit / max(counted, 1):.3f}  95% {precision}"
               f"  (target >= 0.90; {counted} labels)")
-        print(f"  matched IoU {np.mean(ious):.3f}  95% "
-              f"{_ci([np.mean(r['iou']) if r['iou'] else 0 for r in rows], [len(r['iou']) for r in rows])}"
-              "  (target >= 0.85)")
+        matched = _ci([np.mean(r["iou"]) if r["iou"] else 0 for r in rows],
+                      [len(r["iou"]) for r in rows])
+        print(f"  matched IoU {np.mean(ious):.3f}  95% {matched}  (target >= 0.85)")
         print(f"  speed      {d['points'] / d['seconds']:.0f} grid points/s "
               f"({d['seconds'] / (2 * args.sequences):.2f} s a frame, encoder included)")
     if args.video_sequences:

@@ -43,6 +43,31 @@ def _save(viewer, path: Path, width: int | None, colors: int) -> None:
     shot.quantize(colors=colors, method=Image.Quantize.FASTOCTREE).save(path, optimize=True)
 
 
+def open_sample(frames: int, size: tuple[int, int]):
+    """A napari window of ``size`` with the cell time-lapse sample (seed 0), the SAM 2 widget
+    docked and the shipped demo model set, on frame 0. -> (viewer, widget, app, truth, kind)."""
+    import napari
+    import numpy as np
+    from qtpy.QtWidgets import QApplication
+
+    from napari_sam2.data.synthetic import make_cell_timelapse
+    from napari_sam2.demo import _load_model
+
+    images, truth = make_cell_timelapse(n_frames=frames, seed=0)
+    viewer = napari.Viewer(title="napari-sam2")
+    viewer.window._qt_window.resize(*size)
+    lo, hi = np.percentile(images, (0.5, 99.8))
+    viewer.add_image(images, name="cells (t, y, x)", axis_labels=("t", "y", "x"), contrast_limits=(lo, hi))
+    _, widget = viewer.window.add_plugin_dock_widget("napari-sam2", "SAM 2")
+    c = widget.controller
+    model, kind = _load_model("sam2_demo", None, "cpu")
+    c.set_model(model, "sam2_demo")
+    widget._model_combo.setCurrentText("sam2_demo")
+    c.go_to_frame(0)
+    viewer.reset_view()
+    return viewer, widget, QApplication.instance(), truth, kind
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default=str(ROOT / "docs" / "images" / "plugin.png"))
@@ -51,26 +76,10 @@ def main(argv=None) -> int:
                         help="width in pixels of the walk-through screenshots")
     args = parser.parse_args(argv)
 
-    import napari
     import numpy as np
-    from qtpy.QtWidgets import QApplication
 
-    from napari_sam2.data.synthetic import make_cell_timelapse
-    from napari_sam2.demo import _load_model
-
-    images, truth = make_cell_timelapse(n_frames=args.frames, seed=0)
-    viewer = napari.Viewer(title="napari-sam2")
-    viewer.window._qt_window.resize(1500, 900)
-    lo, hi = np.percentile(images, (0.5, 99.8))
-    viewer.add_image(images, name="cells (t, y, x)", axis_labels=("t", "y", "x"), contrast_limits=(lo, hi))
-    _, widget = viewer.window.add_plugin_dock_widget("napari-sam2", "SAM 2")
-    app = QApplication.instance()
+    viewer, widget, app, truth, kind = open_sample(args.frames, (1500, 900))
     c = widget.controller
-    model, kind = _load_model("sam2_demo", None, "cpu")
-    c.set_model(model, "sam2_demo")
-    widget._model_combo.setCurrentText("sam2_demo")
-    c.go_to_frame(0)
-    viewer.reset_view()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
 

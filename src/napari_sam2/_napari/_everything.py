@@ -99,7 +99,7 @@ class Everything:
             if result is not None and track and len(result.ids):
                 session = self.sessions.get(image, ref)
                 for i in result.ids:
-                    session.add_mask(frame, int(i), result.labels == i)
+                    session.add_mask(frame, int(i), result.labels == i, others=False)
             return result
 
         self.feedback.busy(True)

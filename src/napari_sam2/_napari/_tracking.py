@@ -67,7 +67,7 @@ class Tracker:
         def job():
             session = self.sessions.get(image, ref)
             for i, mask in masks.items():
-                session.add_mask(frame, i, mask)
+                session.add_mask(frame, i, mask, others=False)
             return ids
 
         self.feedback.busy(True)

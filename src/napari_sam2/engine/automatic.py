@@ -46,8 +46,8 @@ from napari_sam2.engine.postprocess import postprocess_logits
 from napari_sam2.errors import InvalidOptionError
 from napari_sam2.model.mask_decoder import stability_scores
 
-__all__ = ["AutomaticOptions", "AutomaticResult", "SegmentationCancelled", "iter_segment_everything",
-           "segment_everything"]
+__all__ = ["AutomaticOptions", "AutomaticResult", "SegmentationCancelled",
+           "iter_segment_everything", "segment_everything"]
 
 NMS_SIDE = 128  # NMS compares masks downsampled to at most this many pixels per side
 PAINT_CHUNK = 16  # masks upsampled to frame resolution at a time
@@ -277,8 +277,9 @@ def _frame_grid_masks(cands: list[_Candidates], frame_hw) -> torch.Tensor:
         a1, b1 = max(a0 + 1, min(gh, math.ceil(r1 / g))), max(b0 + 1, min(gw, math.ceil(c1 / g)))
         m = torch.zeros(len(c.iou), gh, gw, dtype=torch.bool)
         if len(c.iou):
-            small = torch.nn.functional.interpolate(c.logits.float()[:, None], size=(a1 - a0, b1 - b0),
-                                                    mode="bilinear", align_corners=False)
+            small = torch.nn.functional.interpolate(
+                c.logits.float()[:, None], size=(a1 - a0, b1 - b0), mode="bilinear",
+                align_corners=False)
             m[:, a0:a1, b0:b1] = small[:, 0] > 0
         out.append(m)
     return torch.cat(out)

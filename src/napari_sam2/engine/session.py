@@ -194,11 +194,13 @@ class TrackingSession:
             st.features.clear()
 
     # ------------------------------------------------------------------ prompts
-    def _prompt(self, frame, obj_id, compute) -> FrameResult:
+    def _prompt(self, frame, obj_id, compute, *, others: bool = True) -> FrameResult:
         """Common bookkeeping of add_points / add_box / add_mask.
 
         ``compute(feats, track, is_init, reverse, prev_logits)`` returns the ``FrameOutput``
         and a function that commits the prompt to the track. Nothing changes on error.
+        ``others``: the result holds every object with an output on the frame (False: only
+        this one).
         """
         st = self._state
         f = st.check_frame(frame)
@@ -217,7 +219,8 @@ class TrackingSession:
             commit()
             track.store_prompt_output(f, out, as_cond)
             st.tracks[oid] = track
-            return st.result(f, [t for _, t in sorted(st.tracks.items())])
+            return st.result(f, [t for _, t in sorted(st.tracks.items())] if others
+                             else [track])
 
     def add_points(self, frame: int, obj_id: int, points, labels, *, clear: bool = True,
                    box=None) -> FrameResult:
@@ -271,8 +274,14 @@ class TrackingSession:
             raise ValueError("box is required: (r0, c0, r1, c1)")
         return self.add_points(frame, obj_id, points, labels, clear=True, box=box)
 
-    def add_mask(self, frame: int, obj_id: int, mask) -> FrameResult:
-        """A mask prompt: (H, W) bool (or 0/1) at the frame's resolution is taken as output."""
+    def add_mask(self, frame: int, obj_id: int, mask, *, others: bool = True) -> FrameResult:
+        """A mask prompt: (H, W) bool (or 0/1) at the frame's resolution is taken as output.
+
+        Returns the ``FrameResult`` of the frame for every object with an output there;
+        ``others=False``: for this object only, which keeps adding many masks (segment
+        everything, "Track all labels here") linear in the number of objects instead of
+        upsampling all objects' masks after each one.
+        """
         m = np.asarray(mask)
         if m.shape != self.frame_shape:
             raise ValueError(f"mask must have the frame's shape {self.frame_shape}, got {m.shape}")
@@ -294,7 +303,7 @@ class TrackingSession:
                 track.mask_frames.add(f)
             return out, commit
 
-        return self._prompt(f, obj_id, compute)
+        return self._prompt(f, obj_id, compute, others=others)
 
     # ------------------------------------------------------------------ results
     def result(self, frame: int, obj_ids=None) -> FrameResult:
