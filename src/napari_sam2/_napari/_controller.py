@@ -561,17 +561,17 @@ class Sam2Controller:
     def segment_everything(self, options=None, *, replace: bool = False, track: bool = False,
                            **propagate) -> bool:
         """Segment everything on the shown frame into the Labels layer (only empty pixels,
-        new ids above the existing ones, unless ``replace``); ``track``: then propagate every
-        new object (``propagate``: this method's ``propagate`` arguments). Returns whether a
-        job was queued."""
+        new ids above the existing ones, unless ``replace``); ``track``: then propagate the
+        new objects (``propagate``: ``direction``, ``frame_range``, ``stop_after_absent``).
+        Returns whether a job was queued."""
         if not self._check_ready() or not self._plane_shown():
             return False
         ref, frame = self.current_ref(), self.current_frame()
 
         def found(ids) -> None:
             self.objects |= set(ids)
-            if track and ids:
-                self.propagate(**propagate)
+            if track and ids:  # only the new objects: others keep their own runs
+                self.propagate(obj_ids=ids, **propagate)
         self.everything.segment(self.image_layer, self.labels_layer, ref, frame,
                                 known=self.objects, options=options, replace=replace,
                                 track=track, on_done=found)

@@ -88,12 +88,14 @@ class Everything:
         first = next_free_label(labels.data, known)
         stop = threading.Event()
         self._stop, self._t0 = stop, time.perf_counter()
-        model = self.sessions.model
-        frame_image = FrameStack(image_array(image), ref, rgb=getattr(image, "rgb", False))[frame]
         intensity = intensity_range(image)
+        stack = FrameStack(image_array(image), ref, rgb=getattr(image, "rgb", False))
 
-        def job():
-            result = yield from everything_steps(model, frame_image, intensity=intensity,
+        def job():  # the model as loaded by then (a Load queued before this job has run)
+            if self.sessions.model is None:
+                raise RuntimeError("no model is loaded yet: pick one and press Load")
+            result = yield from everything_steps(self.sessions.model, stack[frame],
+                                                 intensity=intensity,
                                                  occupied=occupied, first_id=first,
                                                  options=options, stop=stop)
             if result is not None and track and len(result.ids):
