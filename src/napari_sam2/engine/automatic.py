@@ -11,7 +11,8 @@ overlapping crops, each encoded at full model resolution, for small objects):
 1. one encoder pass; a ``points_per_side`` x ``points_per_side`` grid of single positive
    points (only those inside ``region`` when one is given);
 2. the points decoded ``points_per_batch`` at a time on the one embedding (three candidate
-   masks each), never one point at a time;
+   masks each; the mask decoder's cached path, its image side computed once per crop), never
+   one point at a time;
 3. candidates kept when predicted IoU >= ``iou_threshold``, stability (area at logit > +offset
    over area at logit > -offset) >= ``stability_threshold``, object score logit >
    ``object_score_threshold``, and area <= ``max_area_fraction`` of the crop; in crops,
@@ -227,9 +228,7 @@ def _decode_crop(predictor: ImagePredictor, crop_image, rng, points: np.ndarray,
         coords = torch.from_numpy(T.points_to_model(pts, hw, S))[:, None].to(dev)  # (B, 1, 2)
         codes = torch.ones(len(pts), 1, dtype=torch.int32, device=dev)
         with torch.inference_mode(), predictor._autocast():
-            out = model.prompt_and_decode(emb.image_embed, emb.high_res_features,
-                                          point_coords=coords, point_labels=codes,
-                                          multimask_output=True)
+            out = _decode(model, emb, coords, codes)
             logits = out.masks.float().flatten(0, 1)  # (B*3, low, low)
             iou = out.iou_predictions.float().flatten()
             m = logits.shape[0] // len(pts)
@@ -258,6 +257,18 @@ def _decode_crop(predictor: ImagePredictor, crop_image, rng, points: np.ndarray,
     n_before = len(cand.iou)
     kept = mask_nms(downsample_masks(cand.logits > 0, NMS_SIDE), cand.iou, opts.nms_threshold)
     return _select(cand, kept), n_before
+
+
+def _decode(model, emb, coords: torch.Tensor, codes: torch.Tensor):
+    """B single-point prompts (B, 1, 2), (B, 1) on one embedding -> ``MaskDecoderOutput``
+    with three masks each: the decoder's cached path when the embedding has its cache (the
+    image side of the decoder computed once), else ``prompt_and_decode``."""
+    if emb.decoder_cache is None:
+        return model.prompt_and_decode(emb.image_embed, emb.high_res_features,
+                                       point_coords=coords, point_labels=codes,
+                                       multimask_output=True)
+    sparse, _ = model.sam_prompt_encoder((coords, codes), None, batch_size=coords.shape[0])
+    return model.sam_mask_decoder.decode_cached(emb.decoder_cache, sparse, multimask_output=True)
 
 
 def _select(c: _Candidates, idx) -> _Candidates:

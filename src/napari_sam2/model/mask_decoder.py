@@ -339,12 +339,14 @@ class MaskDecoder(nn.Module):
 
         Args:
             cache: ``precompute`` of the image embedding.
-            sparse_prompt_embeddings: (1, N, C) prompt tokens.
-            dense_prompt_embeddings: (1, C, h, w) the dense embedding of a mask prompt, or
-                None when there is no mask prompt (the cached no-mask image tokens are used).
+            sparse_prompt_embeddings: (B, N, C) prompt tokens: B prompts on the one image
+                (B = 1 for a click; automatic segmentation decodes a batch of grid points).
+            dense_prompt_embeddings: (1 or B, C, h, w) the dense embedding of a mask prompt,
+                or None when there is no mask prompt (the cached no-mask image tokens are
+                used).
 
         Returns:
-            ``MaskDecoderOutput`` with batch 1.
+            ``MaskDecoderOutput`` with batch B.
         """
         s = 1 if self.pred_obj_scores else 0
         tokens = self._tokens(sparse_prompt_embeddings)
@@ -354,13 +356,40 @@ class MaskDecoder(nn.Module):
             keys = flat_tokens(cache.image_embed + dense_prompt_embeddings)
             hs, keys = self.transformer.run_tokens(tokens, keys, cache.key_pe)
         nm = self.num_mask_tokens
-        mask_tokens_out = hs[0, s + 1: s + 1 + nm, :]
-        hyper_in = torch.stack(
-            [mlp(mask_tokens_out[i]) for i, mlp in enumerate(self.output_hypernetworks_mlps)])
-        masks = self._upscale_cached(keys[0], hyper_in, cache, cache.image_embed.shape[-2:])
+        hw = cache.image_embed.shape[-2:]
+        if hs.shape[0] == 1:  # one prompt (a click): the path the golden figures were made on
+            mask_tokens_out = hs[0, s + 1: s + 1 + nm, :]
+            hyper_in = torch.stack(
+                [mlp(mask_tokens_out[i]) for i, mlp in enumerate(self.output_hypernetworks_mlps)])
+            masks = self._upscale_cached(keys[0], hyper_in, cache, hw)
+            mask_tokens_out = mask_tokens_out[None]
+        else:
+            mask_tokens_out = hs[:, s + 1: s + 1 + nm, :]
+            mlps = self.output_hypernetworks_mlps
+            hyper_in = torch.stack([mlp(mask_tokens_out[:, i]) for i, mlp in enumerate(mlps)],
+                                   dim=1)  # (B, nm, C/8)
+            masks = self._upscale_cached_batch(keys.expand(hs.shape[0], -1, -1), hyper_in,
+                                               cache, hw)
         iou, obj = self._scores(hs)
-        return self._select(masks, iou, mask_tokens_out[None], obj,
-                            multimask_output=multimask_output)
+        return self._select(masks, iou, mask_tokens_out, obj, multimask_output=multimask_output)
+
+    def _upscale_cached_batch(self, src_tokens: torch.Tensor, hyper_in: torch.Tensor,
+                              cache: DecoderCache, hw: tuple[int, int]) -> torch.Tensor:
+        """``_upscale_cached`` for B prompts: src_tokens (B, hw, C), hyper_in (B, nm, C/8) ->
+        (B, nm, 4h, 4w) mask logits (the same layout, the skips broadcast over B)."""
+        h, w = hw
+        B = src_tokens.shape[0]
+        dc1, ln1, act1, dc2, act2 = self.output_upscaling
+        c1, c0 = dc1.weight.shape[1], dc2.weight.shape[1]
+        y = (src_tokens.reshape(B * h * w, -1) @ _conv_t_as_matrix(dc1)).view(B, h * w, -1)
+        y = act1(F.layer_norm(y.add_(cache.feat_s1).view(-1, c1), (c1,), ln1.weight, ln1.bias,
+                              ln1.eps))
+        y = (y @ _conv_t_as_matrix(dc2)).view(B, 4 * h * w, -1)
+        y = act2(y.add_(cache.feat_s0))
+        nm = hyper_in.shape[1]
+        m = torch.bmm(y.view(B, -1, c0), hyper_in.transpose(1, 2)).view(B, h, w, 2, 2, 2, 2, nm)
+        # [B, i, j, a, b, a2, b2, m] -> [B, m, i, a, a2, j, b, b2]
+        return m.permute(0, 7, 1, 3, 5, 2, 4, 6).reshape(B, nm, 4 * h, 4 * w)
 
     def _upscale_cached(self, src_tokens: torch.Tensor, hyper_in: torch.Tensor,
                         cache: DecoderCache, hw: tuple[int, int]) -> torch.Tensor:
