@@ -60,3 +60,37 @@ def test_cancelled_run_is_recorded_and_replayed_exactly(trained_demo_model):
     for f in (2, 3, 4, 5):
         np.testing.assert_array_equal(fresh.result(f).logits, session.result(f).logits)
     np.testing.assert_array_equal(out[2], labels.data[2])  # the clicks' masks, as pasted
+
+
+def test_two_stacks_of_a_4d_image_give_two_records_that_replay_into_one_array(demo_model):
+    """(T, Z, H, W) tracked along z: each time point is its own session and record (with its
+    time point in ``other_axes``); an undo goes to the record whose stack it changed."""
+    from napari_sam2._napari._replay import record_ref
+    from napari_sam2._napari._stack import FrameStack
+    from napari_sam2.engine.session_record import UndoStep, load_records
+    from tests.napari.conftest import square_stack
+
+    vol = np.stack([square_stack(4, (40, 56)), square_stack(4, (40, 56))[:, :, ::-1]])
+    image, labels = ImageArray(vol, (400.0, 3200.0)), LabelsArray(vol.shape)
+    log = {"say": [], "error": [], "progress": [], "written": []}
+    clicks, tracker, jobs, sessions, writer = _parts(demo_model, log)
+    for t in (0, 1):
+        ref = stack_ref(vol.shape, 1, (t, 0, 0, 0))
+        clicks.segment(image, labels, ref, 0, 1, [(24, 30)], [1])
+        tracker.propagate(image, labels, ref, start=0, n_frames=4)
+    group, _ = writer.undo()  # the last run: time point 1
+    sessions.recorder.undone(sessions.sessions_of(image), [e.key for e in group.edits])
+    document = sessions.recorder.document([s for _, s in sessions.sessions_of(image)])
+    records = load_records(json.dumps(document))
+    assert [r.other_axes for r in records] == [{0: 0}, {0: 1}]
+    assert [type(r.steps[-1]) for r in records] == [PropagateStep, UndoStep]
+
+    out = np.zeros(vol.shape, np.int32)
+    for record in records:
+        ref = record_ref(record)
+        session = TrackingSession(demo_model, FrameStack(vol, ref), axis=0,
+                                  intensity_range=record.intensity_range,
+                                  bfloat16=record.bfloat16)
+        replay_labels(record, session, out)
+    np.testing.assert_array_equal(out, labels.data)
+    assert (out[0] == 1).sum() > 0 and (out[1, 1:] == 1).sum() == 0  # t=1 kept only frame 0

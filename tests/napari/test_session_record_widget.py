@@ -182,3 +182,20 @@ def test_reopen_restores_objects_prompts_and_session(sam, qtbot, demo_model, tmp
     replayed[5, 0:3, 0:3] = 9  # the manual edit
     replay_labels(back, _session(demo_model, back, square_stack()), replayed)
     np.testing.assert_array_equal(replayed, labels_layer.data)
+
+
+def test_a_record_of_another_image_is_not_restored(make_napari_viewer):
+    record = sr.SessionRecord(steps=[sr.PointsStep(0, 1, ((20, 30),), (1,))],
+                              image_shape=(6, 48, 72), image_name="img")
+    meta = {"napari_sam2": {"session_records": sr.records_document([record])}}
+    viewer = make_napari_viewer()
+    viewer.add_image(square_stack(), name="other")  # same shape, another image
+    _, widget = viewer.window.add_plugin_dock_widget("napari-sam2", "SAM 2")
+    c = widget.controller
+    said = []
+    c.status.connect(said.append)
+    layer = viewer.add_labels(np.zeros((6, 48, 72), np.int32), name="img labels", metadata=meta)
+    assert c.labels_layer is None  # not picked on opening
+    assert c.set_labels_layer(layer)
+    assert c.pending_restore is None and not c.objects and not len(c.prompts.points.data)
+    assert "made on the image 'img'" in said[-1] and "not restored" in said[-1]

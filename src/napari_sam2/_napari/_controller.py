@@ -231,7 +231,9 @@ class Sam2Controller:
         layer.events.contrast_limits.connect(self._on_contrast)
         self.objects_changed.emit()
         if self.labels_layer is None:  # its labels saved with a session record are open: use them
-            saved = [la for la in self.viewer.layers if restorable(la, layer)]
+            in_use = [k.labels_layer for k in self._kept]
+            saved = [la for la in self.viewer.layers
+                     if restorable(la, layer) and not any(la == u for u in in_use)]
             if saved:
                 self.set_labels_layer(saved[-1])
         return True

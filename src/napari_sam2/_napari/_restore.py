@@ -49,14 +49,19 @@ def saved_records(layer) -> list[SessionRecord]:
     return load_records(doc, source=f"the Labels layer '{layer.name}'")
 
 
+def of_image(record: SessionRecord, image) -> bool:
+    """Whether ``record`` was made on ``image``: same non-channel shape and layer name."""
+    return (tuple(record.image_shape) == image_shape(image)
+            and record.image_name in ("", str(getattr(image, "name", ""))))
+
+
 def restorable(layer, image) -> bool:
-    """Whether ``layer`` is a Labels layer saved with a session record of ``image``'s shape
-    (never raises: a damaged record is reported when the layer is picked)."""
+    """Whether ``layer`` is a Labels layer saved with a session record of ``image`` (never
+    raises: a damaged record is reported when the layer is picked)."""
     if image is None or getattr(layer, "_type_string", "") != "labels":
         return False
     try:
-        shape = image_shape(image)
-        return any(tuple(r.image_shape) == shape for r in saved_records(layer))
+        return any(of_image(r, image) for r in saved_records(layer))
     except Exception:  # noqa: BLE001 - only a hint for picking the layer
         return False
 
@@ -114,10 +119,13 @@ def restore(c, layer) -> bool:
     if not records or image is None:
         return False
     shape = image_shape(image)
-    mine = [r for r in records if tuple(r.image_shape) == shape]
+    mine = [r for r in records if of_image(r, image)]
     if not mine:
-        c.say(f"'{layer.name}' was made on an image of shape {records[0].image_shape}, not "
-              f"{shape}: its prompts were not restored")
+        made = records[0]
+        c.say(f"the session saved with '{layer.name}' was made on the image "
+              f"'{made.image_name}' of shape {made.image_shape}, not on '{image.name}' of shape "
+              f"{shape}: it was not restored (open that image, named so, and pick the labels "
+              "again)")
         return False
     if any(s.obj_ids for _, s in c.sessions.sessions_of(image)):
         c.say(f"'{image.name}' already has a SAM session: the prompts saved with "
