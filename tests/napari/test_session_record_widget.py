@@ -17,13 +17,38 @@ from tests.napari.conftest import square_stack, wait_idle
 WRITERS = {".zarr": (write_zarr, read_zarr), ".tif": (write_tiff, read_tiff)}
 
 
+def three_objects():
+    """(6, 48, 72) uint16: the moving square of ``square_stack``, a still square at the left
+    and a bright bar at the top right (for a box)."""
+    img = square_stack()
+    img[:, 36:47, 3:17] = 2600
+    img[:, 3:11, 52:68] = 2800
+    return img
+
+
+@pytest.fixture
+def sam(make_napari_viewer, trained_demo_model, qtbot):
+    """(viewer, widget, controller) on ``three_objects`` with the shipped sam2_demo."""
+    viewer = make_napari_viewer(show=True)
+    viewer.add_image(three_objects(), name="img", scale=(1.0, 0.5, 2.0),
+                     translate=(3.0, 10.0, -5.0), contrast_limits=(400, 3200),
+                     axis_labels=("t", "y", "x"))
+    _, widget = viewer.window.add_plugin_dock_widget("napari-sam2", "SAM 2")
+    c = widget.controller
+    c.set_model(trained_demo_model, "sam2_demo")
+    c.set_labels_layer(None)
+    c.go_to_frame(0)
+    qtbot.waitUntil(lambda: not c.prefetcher.busy, timeout=60_000)
+    return viewer, widget, c
+
+
 def _work(c, qtbot):
     """Clicks, a box, a contrast change, a propagation, a correction, a painted mask, "both"
     over a range, a delete and its undo: every kind of step the widget records."""
     c.prompts.add_point((0, 24, 32), True)
     wait_idle(qtbot, c)
     c.new_object()
-    c.prompts.add_point((0, 42, 8), True)
+    c.prompts.add_point((0, 41, 10), True)
     wait_idle(qtbot, c)
     c.prompts.add_point((0, 44, 60), False)
     wait_idle(qtbot, c)
@@ -36,7 +61,7 @@ def _work(c, qtbot):
     c.prompts.add_point((4, 20, 40), False)  # a correction on a tracked frame
     wait_idle(qtbot, c)
     obj = c.new_object()
-    corners = np.array([[4, 2, 50], [4, 2, 70], [4, 12, 70], [4, 12, 50]], float)
+    corners = np.array([[4, 1, 50], [4, 1, 70], [4, 13, 70], [4, 13, 50]], float)
     c.prompts.boxes.add_rectangles(corners)
     wait_idle(qtbot, c)
     c.go_to_frame(2)
@@ -58,8 +83,8 @@ def _session(model, record, image):
 
 
 @pytest.mark.parametrize("ext", [".zarr", ".tif"])
-def test_replay_of_the_saved_record_gives_the_widgets_labels(sam, qtbot, demo_model, tmp_path,
-                                                            ext):
+def test_replay_of_the_saved_record_gives_the_widgets_labels(sam, qtbot, trained_demo_model,
+                                                            tmp_path, ext):
     viewer, widget, c = sam
     _work(c, qtbot)
     session = c.sessions.get(c.image_layer, c.current_ref(), create=False)
@@ -73,7 +98,9 @@ def test_replay_of_the_saved_record_gives_the_widgets_labels(sam, qtbot, demo_mo
     assert record.model == "sam2_demo" and record.image_shape == (6, 48, 72)
     assert record.scale == (1.0, 0.5, 2.0) and record.intensity_range == (400.0, 3200.0)
     labels = np.array(c.labels_layer.data)
-    assert set(np.unique(labels)) >= {0, 1, 2}
+    assert set(np.unique(labels)) >= {0, 1, 2, 4}  # 3 was deleted
+    assert (labels[0, 14:34, 20:44] == 1).mean() > 0.8  # real masks of the clicked objects
+    assert (labels[0, 36:47, 3:17] == 2).mean() > 0.5
 
     write, read = WRITERS[ext]
     (path,) = write(str(tmp_path / f"cells_labels{ext}"), c.labels_layer.data,
@@ -85,7 +112,7 @@ def test_replay_of_the_saved_record_gives_the_widgets_labels(sam, qtbot, demo_mo
     assert saved == record
 
     replayed = np.zeros_like(labels)
-    replay_labels(saved, _session(demo_model, saved, square_stack()), replayed)
+    replay_labels(saved, _session(trained_demo_model, saved, three_objects()), replayed)
     np.testing.assert_array_equal(replayed, labels)  # exactly the widget's labels
 
 
@@ -123,7 +150,7 @@ def test_damaged_record_is_reported_and_the_labels_stay(make_napari_viewer, demo
     assert all(not s.obj_ids for s in c.sessions.all())
 
 
-def test_reopen_restores_objects_prompts_and_session(sam, qtbot, demo_model, tmp_path,
+def test_reopen_restores_objects_prompts_and_session(sam, qtbot, trained_demo_model, tmp_path,
                                                      make_napari_viewer):
     """Save, reopen in a new viewer, go on correcting: same objects, prompts and session, and
     the record (old + new steps) replayed from scratch still gives the widget's labels."""
@@ -142,8 +169,8 @@ def test_reopen_restores_objects_prompts_and_session(sam, qtbot, demo_model, tmp
     (path,) = write_zarr(path, c.labels_layer.data, c.labels_layer.as_layer_data_tuple()[1])
 
     new = make_napari_viewer()
-    new.add_image(square_stack(), name="img", scale=(1.0, 0.5, 2.0), translate=(3.0, 10.0, -5.0),
-                  axis_labels=("t", "y", "x"))
+    new.add_image(three_objects(), name="img", scale=(1.0, 0.5, 2.0),
+                  translate=(3.0, 10.0, -5.0), axis_labels=("t", "y", "x"))
     _, widget2 = new.window.add_plugin_dock_widget("napari-sam2", "SAM 2")
     c2 = widget2.controller
     assert c2.image_layer == new.layers["img"] and c2.labels_layer is None
@@ -153,7 +180,7 @@ def test_reopen_restores_objects_prompts_and_session(sam, qtbot, demo_model, tmp
     assert c2.pending_restore is not None  # no model yet: objects and prompts only
     assert c2.objects == objects
     assert tuple(new.layers["img"].contrast_limits) == (400, 3200)  # what the record began with
-    c2.set_model(demo_model, "sam2_demo")
+    c2.set_model(trained_demo_model, "sam2_demo")
     wait_idle(qtbot, c2)
     np.testing.assert_array_equal(labels_layer.data, saved_labels)  # nothing pasted
     assert tuple(new.layers["img"].contrast_limits) == (450, 3100)  # where it ended
@@ -180,7 +207,7 @@ def test_reopen_restores_objects_prompts_and_session(sam, qtbot, demo_model, tmp
     (back,) = sr.load_records(kwargs["metadata"]["napari_sam2"]["session_records"])
     replayed = np.zeros_like(saved_labels)
     replayed[5, 0:3, 0:3] = 9  # the manual edit
-    replay_labels(back, _session(demo_model, back, square_stack()), replayed)
+    replay_labels(back, _session(trained_demo_model, back, three_objects()), replayed)
     np.testing.assert_array_equal(replayed, labels_layer.data)
 
 

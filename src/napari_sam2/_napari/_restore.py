@@ -163,12 +163,13 @@ def rebuild(c) -> bool:
 
     def job():
         writers = []
+        scratch = np.zeros(shape, np.int32)  # the records' stacks are disjoint planes of it
         for record in records:
             session = c.sessions.get(image, record_ref(record, len(shape)))
             c.sessions.recorder.adopt(session, record)
             if session.state.intensity_range != record.intensity_range:
                 session.set_intensity_range(record.intensity_range)
-            writer = replay_labels(record, session, np.zeros(shape, np.int32))
+            writer = replay_labels(record, session, scratch)
             writers.append(writer)
             if writer.overwrite != c.overwrite:  # the widget's setting goes on (not the saved)
                 c.sessions.recorder.add(session, OverwriteStep(c.overwrite))
