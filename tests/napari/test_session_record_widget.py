@@ -12,7 +12,7 @@ from napari_sam2._napari._writer import write_tiff, write_zarr
 from napari_sam2.engine import session_record as sr
 from napari_sam2.engine.session import TrackingSession
 
-from tests.napari.conftest import square_stack, wait_idle
+from tests.napari.conftest import docked, square_stack, wait_idle
 
 WRITERS = {".zarr": (write_zarr, read_zarr), ".tif": (write_tiff, read_tiff)}
 
@@ -29,17 +29,7 @@ def three_objects():
 @pytest.fixture
 def sam(make_napari_viewer, trained_demo_model, qtbot):
     """(viewer, widget, controller) on ``three_objects`` with the shipped sam2_demo."""
-    viewer = make_napari_viewer(show=True)
-    viewer.add_image(three_objects(), name="img", scale=(1.0, 0.5, 2.0),
-                     translate=(3.0, 10.0, -5.0), contrast_limits=(400, 3200),
-                     axis_labels=("t", "y", "x"))
-    _, widget = viewer.window.add_plugin_dock_widget("napari-sam2", "SAM 2")
-    c = widget.controller
-    c.set_model(trained_demo_model, "sam2_demo")
-    c.set_labels_layer(None)
-    c.go_to_frame(0)
-    qtbot.waitUntil(lambda: not c.prefetcher.busy, timeout=60_000)
-    return viewer, widget, c
+    return docked(make_napari_viewer, three_objects(), trained_demo_model, qtbot)
 
 
 def _work(c, qtbot):
