@@ -216,3 +216,22 @@ def test_a_record_of_another_image_is_not_restored(make_napari_viewer):
     assert c.set_labels_layer(layer)
     assert c.pending_restore is None and not c.objects and not len(c.prompts.points.data)
     assert "made on the image 'img'" in said[-1] and "not restored" in said[-1]
+
+
+def test_a_loaded_model_records_its_name_and_checkpoint_hash(make_napari_viewer, qtbot):
+    from napari_sam2._napari._recorder import checkpoint_sha256
+
+    viewer = make_napari_viewer()
+    viewer.add_image(three_objects(), name="img", contrast_limits=(400, 3200))
+    _, widget = viewer.window.add_plugin_dock_widget("napari-sam2", "SAM 2")
+    c = widget.controller
+    c.load_model("sam2_demo", device="cpu")
+    qtbot.waitUntil(lambda: c.sessions.model is not None and not c.jobs.busy, timeout=60_000)
+    c.prompts.add_point((0, 24, 32), True)
+    wait_idle(qtbot, c)
+    session = c.sessions.get(c.image_layer, c.current_ref(), create=False)
+    record = c.sessions.recorder.record_of(session)
+    assert record.model == "sam2_demo" and record.device == "cpu"
+    assert record.checkpoint_sha256 == checkpoint_sha256("sam2_demo") is not None
+    saved = c.labels_layer.metadata["napari_sam2"]["session_records"]["records"]
+    assert saved[0]["checkpoint_sha256"] == record.checkpoint_sha256
