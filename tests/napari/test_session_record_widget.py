@@ -173,6 +173,7 @@ def test_reopen_restores_objects_prompts_and_session(sam, qtbot, trained_demo_mo
     c2.set_model(trained_demo_model, "sam2_demo")
     wait_idle(qtbot, c2)
     np.testing.assert_array_equal(labels_layer.data, saved_labels)  # nothing pasted
+    assert not c2.set_labels_layer(labels_layer) or c2.pending_restore is None  # not twice
     assert tuple(new.layers["img"].contrast_limits) == (450, 3100)  # where it ended
     again = c2.sessions.get(c2.image_layer, c2.current_ref(), create=False)
     assert {o: again.conditioning_frames(o) for o in again.obj_ids} == cond

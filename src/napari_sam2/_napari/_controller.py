@@ -122,6 +122,7 @@ class Sam2Controller:
         self._kept: list[ImageState] = []  # the state of images picked before (see switch)
         self.pending_restore = None  # (image, labels, records) to replay once a model is set
         self.restoring = False  # a reopened session is being replayed (see _restore.py)
+        self.restored = None  # (image, labels) of the last restore: not restored twice
         viewer.layers.events.removed.connect(self._on_layer_removed)
         viewer.layers.events.inserted.connect(self._on_layer_inserted)
 

@@ -116,8 +116,8 @@ def restore(c, layer) -> bool:
     except EXPECTED_ERRORS as exc:
         c._error(one_line(exc))
         return False
-    if not records or image is None:
-        return False
+    if not records or image is None or (image, layer) == c.restored:
+        return False  # nothing to restore, or restored already
     shape = image_shape(image)
     mine = [r for r in records if of_image(r, image)]
     if not mine:
@@ -139,6 +139,7 @@ def restore(c, layer) -> bool:
     c.prompts.restore(prompts_snapshot(mine, len(shape)))
     c.objects_changed.emit()
     c.pending_restore = (image, layer, mine)
+    c.restored = (image, layer)
     if c.sessions.model is None:
         c.say(f"restored {len(c.objects)} objects and their prompts from '{layer.name}'; load "
               "a model to rebuild the session")
