@@ -42,14 +42,19 @@ def square_stack(n_frames=6, shape=(48, 72), dtype=np.uint16):
 def sam(make_napari_viewer, demo_model, qtbot):
     """(viewer, widget, controller) on a non-square (6, 48, 72) uint16 stack with scale and
     translate, labels layer created, model set, prefetch finished."""
+    return docked(make_napari_viewer, square_stack(), demo_model, qtbot)
+
+
+def docked(make_napari_viewer, image, model, qtbot):
+    """``sam``'s (viewer, widget, controller) on ``image`` (T, H, W) with ``model``."""
     viewer = make_napari_viewer(show=True)
     viewer.add_image(
-        square_stack(), name="img", scale=(1.0, 0.5, 2.0), translate=(3.0, 10.0, -5.0),
+        image, name="img", scale=(1.0, 0.5, 2.0), translate=(3.0, 10.0, -5.0),
         contrast_limits=(400, 3200), axis_labels=("t", "y", "x"),
     )
     _, widget = viewer.window.add_plugin_dock_widget("napari-sam2", "SAM 2")
     c = widget.controller
-    c.set_model(demo_model, "sam2_demo")
+    c.set_model(model, "sam2_demo")
     c.set_labels_layer(None)
     c.go_to_frame(0)
     qtbot.waitUntil(lambda: not c.prefetcher.busy, timeout=60_000)

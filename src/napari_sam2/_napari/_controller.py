@@ -41,6 +41,8 @@ from napari_sam2._napari._layers import (
 from napari_sam2._napari._messages import Feedback
 from napari_sam2._napari._prefetch import Prefetcher
 from napari_sam2._napari._prompts import PromptLayers
+from napari_sam2._napari._recorder import RECORDS_KEY
+from napari_sam2._napari._restore import rebuild, restorable, restore
 from napari_sam2._napari._sessions import SessionStore, image_shape
 from napari_sam2._napari._stack import StackRef, check_ndim, non_spatial_axes, stack_ref
 from napari_sam2._napari._tracking import Tracker
@@ -122,7 +124,11 @@ class Sam2Controller:
         self._contrast_dirty = False
         self.last_download: tuple[int, int] | None = None
         self._kept: list[ImageState] = []  # the state of images picked before (see switch)
+        self.pending_restore = None  # (image, labels, records) to replay once a model is set
+        self.restoring = False  # a reopened session is being replayed (see _restore.py)
+        self.restored = None  # (image, labels) of the last restore: not restored twice
         viewer.layers.events.removed.connect(self._on_layer_removed)
+        viewer.layers.events.inserted.connect(self._on_layer_inserted)
 
     def close(self) -> None:
         """Stop background work and detach from the viewer (the widget is closing)."""
@@ -130,6 +136,7 @@ class Sam2Controller:
         self.jobs.quit()
         self.prefetcher.stop()
         self.viewer.layers.events.removed.disconnect(self._on_layer_removed)
+        self.viewer.layers.events.inserted.disconnect(self._on_layer_inserted)
 
     # ------------------------------------------------------------------ messages
     def say(self, text: str) -> None:
@@ -148,7 +155,12 @@ class Sam2Controller:
 
     @overwrite.setter
     def overwrite(self, on: bool) -> None:
+        from napari_sam2.engine.session_record import OverwriteStep
+
+        if bool(on) != self.writer.overwrite:
+            self.sessions.recorder.add_to_all(OverwriteStep(bool(on)))
         self.writer.overwrite = bool(on)
+        self.record_provenance()
 
     @property
     def propagating(self) -> bool:
@@ -180,6 +192,11 @@ class Sam2Controller:
             self.image_layer = None
         if layer == self.labels_layer:
             self.labels_layer = None
+
+    def _on_layer_inserted(self, event) -> None:
+        """Saved labels of the picked image opened (with their session record): use them."""
+        if self.labels_layer is None and restorable(event.value, self.image_layer):
+            self.set_labels_layer(event.value)
 
     def set_image_layer(self, layer) -> bool:
         """Work on ``layer``. Each image keeps its own prompts, objects, Labels layer, stack
@@ -220,6 +237,12 @@ class Sam2Controller:
             self.select_object(1)
         layer.events.contrast_limits.connect(self._on_contrast)
         self.objects_changed.emit()
+        if self.labels_layer is None:  # its labels saved with a session record are open: use them
+            in_use = [k.labels_layer for k in self._kept]
+            saved = [la for la in self.viewer.layers
+                     if restorable(la, layer) and not any(la == u for u in in_use)]
+            if saved:
+                self.set_labels_layer(saved[-1])
         return True
 
     def _put_aside(self) -> None:
@@ -305,6 +328,7 @@ class Sam2Controller:
         self.labels_layer = layer
         self.writer.painter(layer)
         self.objects_changed.emit()
+        restore(self, layer)  # labels saved with a session record: objects, prompts, session
         return True
 
     def _ensure_labels(self) -> bool:
@@ -323,9 +347,12 @@ class Sam2Controller:
         self.prefetcher.forget()
         self.sessions.set_model(model)
         self.model_name = name
+        self.sessions.recorder.model_name = name
+        self.sessions.recorder.checkpoint_sha256 = getattr(model, "checkpoint_sha256", None)
         self.model_changed.emit(name)
         self.say(f"model {name} ready on {next(model.parameters()).device}")
-        self.prefetch_current()
+        if not rebuild(self):  # a session reopened with its labels before a model was loaded
+            self.prefetch_current()
 
     def load_model(self, name: str, checkpoint: str | None = None, device: str = "auto") -> None:
         """Load (and download when needed) a model in a worker with activity-panel progress."""
@@ -347,7 +374,11 @@ class Sam2Controller:
                 bar["bar"].close()
 
         def job():
-            return (yield from load_model_steps(name, checkpoint or None, device))
+            from napari_sam2._napari._recorder import checkpoint_sha256
+
+            model = yield from load_model_steps(name, checkpoint or None, device)
+            model.checkpoint_sha256 = checkpoint_sha256(name, checkpoint or None)
+            return model
 
         self.say(f"loading {name} ...")
         self.busy_changed.emit(True)
@@ -392,7 +423,8 @@ class Sam2Controller:
 
     # ------------------------------------------------------------------ prefetch
     def prefetch_current(self) -> None:
-        if self.image_layer is None or self.sessions.model is None or self.propagating:
+        if (self.image_layer is None or self.sessions.model is None or self.propagating
+                or self.restoring):
             return
         try:
             ref = self.current_ref()
@@ -487,7 +519,8 @@ class Sam2Controller:
         if self.labels_layer is None or self.image_layer is None:
             return
         axis_names = self.axis_names()
-        self.labels_layer.metadata["napari_sam2"] = {
+        old = self.labels_layer.metadata.get("napari_sam2") or {}
+        self.labels_layer.metadata["napari_sam2"] = provenance = {
             "software": f"napari-sam2 {__version__}",
             "model": self.model_name,
             "image": getattr(self.image_layer, "name", None),
@@ -495,6 +528,12 @@ class Sam2Controller:
             "intensity_range": [float(v) for v in self.image_layer.contrast_limits],
             "objects": sorted(int(o) for o in self.objects),
         }
+        sessions = [s for _, s in self.sessions.sessions_of(self.image_layer)]
+        document = self.sessions.recorder.document(sessions)
+        if document["records"]:  # else keep a record reopened with the labels, not yet replayed
+            provenance[RECORDS_KEY] = document
+        elif RECORDS_KEY in old:
+            provenance[RECORDS_KEY] = old[RECORDS_KEY]
 
     # ------------------------------------------------------------------ tracking
     def mask_as_prompt(self, obj_ids=None) -> None:
@@ -604,8 +643,8 @@ class Sam2Controller:
             self._error("wait for the running job (or cancel it) before deleting objects")
             return
         group = UndoGroup(f"delete objects {list(obj_ids)}", target=self.labels_layer)
-        for obj in obj_ids:
-            self.sessions.remove_object(obj)
+        for i, obj in enumerate(obj_ids):
+            self.sessions.remove_object(obj, together=i > 0)
             self.prompts.remove_object(obj)
             self.objects.discard(obj)
             if self.labels_layer is not None:
@@ -617,6 +656,7 @@ class Sam2Controller:
             left = sorted(self.objects)
             data = self.labels_layer.data if self.labels_layer is not None else ()
             self.select_object(left[-1] if left else next_free_label(data, obj_ids))
+        self.record_provenance()
         self.objects_changed.emit()
 
     def frames_covered(self, obj_id: int) -> list[int]:
@@ -643,6 +683,10 @@ class Sam2Controller:
         if group is None:
             self.say("nothing to undo")
             return 0
+        if group.target == self.labels_layer and self.image_layer is not None:
+            self.sessions.recorder.undone(self.sessions.sessions_of(self.image_layer),
+                                          [edit.key for edit in group.edits])
+            self.record_provenance()
         self.say(f"undone: {group.description} ({restored} pixels)")
         self.objects_changed.emit()
         return restored
