@@ -24,6 +24,7 @@ from napari_sam2._napari._messages import Feedback
 from napari_sam2._napari._sessions import SessionStore, image_array, intensity_range
 from napari_sam2._napari._stack import FrameStack, StackRef
 from napari_sam2._napari._workers import JobQueue
+from napari_sam2.engine.session_record import MaskStep
 
 
 def everything_steps(model, frame_image, *, intensity, occupied, first_id: int, options,
@@ -101,7 +102,9 @@ class Everything:
             if result is not None and track and len(result.ids):
                 session = self.sessions.get(image, ref)
                 for i in result.ids:
-                    session.add_mask(frame, int(i), result.labels == i, others=False)
+                    mask = result.labels == i
+                    session.add_mask(frame, int(i), mask, others=False)
+                    self.sessions.recorder.add(session, MaskStep(frame, int(i), mask))
             return result
 
         self.feedback.busy(True)
