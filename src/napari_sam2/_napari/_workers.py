@@ -161,6 +161,12 @@ class PropagationPlan:
                              "(never stop)")
 
     @property
+    def direction(self) -> str:
+        """"forward", "backward" or "both"."""
+        return "both" if self.forward and self.backward else (
+            "forward" if self.forward else "backward")
+
+    @property
     def n_frames(self) -> int:
         """How many frames the passes may write (the start frame is written once per pass;
         fewer when every object stops early)."""
@@ -175,32 +181,16 @@ class PropagationPlan:
 def propagation_steps(session, plan: PropagationPlan, stop: threading.Event):
     """Stream the ``FrameResult``s of ``plan``; returns the number of frames done.
 
-    The engine generator is closed as soon as ``stop`` is set or the range ends, so a cancel
-    takes effect within one frame and everything computed so far is kept.
+    The engine's ``propagate_passes`` (the one code path of "both", shared with a replayed
+    session record) closes the engine generator as soon as ``stop`` is set or the range ends,
+    so a cancel takes effect within one frame and everything computed so far is kept.
     """
-    obj_ids = None if plan.obj_ids is None else list(plan.obj_ids)
-    passes = []
-    if plan.forward:
-        passes.append((False, plan.last - plan.start))
-    if plan.backward:
-        passes.append((True, plan.start - plan.first))
-    done = 0
-    for reverse, span in passes:
-        results = session.propagate(
-            plan.start, reverse=reverse, max_frames=span, obj_ids=obj_ids,
-            stop_after_absent=plan.stop_after_absent,
-        )
-        try:
-            for result in results:
-                if not plan.first <= result.frame <= plan.last:
-                    break
-                done += 1
-                yield result  # a frame computed is always handed over, even when cancelled
-                if stop.is_set():
-                    return done
-        finally:
-            results.close()
-    return done
+    from napari_sam2.engine.passes import propagate_passes
+
+    return (yield from propagate_passes(
+        session, plan.start, direction=plan.direction, first=plan.first, last=plan.last,
+        obj_ids=plan.obj_ids, stop_after_absent=plan.stop_after_absent, stop=stop,
+    ))
 
 
 def prefetch_steps(session, frames: list[int], stop: threading.Event):

@@ -1,0 +1,459 @@
+"""A session record: every action that changed a ``TrackingSession``, in order, as JSON.
+
+The widget appends one step per action (a click, a box, a painted mask used as prompt, a
+cleared frame, a removed object, a propagation with its options, a contrast change, an undo);
+the writers save the record with the labels, and ``SessionRecord.replay`` runs the same steps on
+a fresh session over the same image, which reproduces the widget's results exactly on the same
+machine and device (same model, prompts and order). Format and meaning: ``docs/sessions.md``.
+
+Frames are indices along the stack axis; coordinates are (row, col) in the frame's pixels, as
+everywhere in the engine. Stdlib and numpy only (the session passed to ``replay`` brings torch).
+
+    record = SessionRecord(model="sam2_demo", image_shape=(16, 192, 256), stack_axis=0)
+    record.append(PointsStep(0, 1, ((40.0, 60.0),), (1,)))
+    record.append(PropagateStep(start=0, direction="both"))
+    text = record.to_json()
+    for index, result in SessionRecord.from_json(text).replay(session):
+        ...                                   # result: FrameResult of a prompt or a frame
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+
+from napari_sam2.engine.passes import check_direction, propagate_passes
+from napari_sam2.engine.types import FrameResult
+from napari_sam2.errors import DamagedFileError
+
+#: what ``to_json`` writes under "format" (a file without it is not a session record)
+FORMAT = "napari-sam2 session record"
+#: the format version written; ``from_json`` reads this one only
+VERSION = 1
+
+
+# ---------------------------------------------------------------------- masks as run lengths
+def mask_to_rle(mask: np.ndarray) -> dict:
+    """(H, W) bool -> {"shape": [H, W], "runs": [n0, n1, ...]}: run lengths of the row-major
+    pixels, alternating False and True and starting with False (n0 may be 0)."""
+    m = np.asarray(mask, bool)
+    if m.ndim != 2:
+        raise ValueError(f"a mask must be 2-D (H, W), got shape {m.shape}")
+    flat = m.ravel()
+    edges = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    bounds = np.concatenate(([0], edges, [flat.size]))
+    runs = np.diff(bounds).tolist()
+    if flat.size and flat[0]:
+        runs = [0, *runs]
+    return {"shape": [int(s) for s in m.shape], "runs": [int(r) for r in runs]}
+
+
+def mask_from_rle(rle: dict) -> np.ndarray:
+    """The inverse of ``mask_to_rle``; ValueError when the runs do not fill the shape."""
+    shape = tuple(int(s) for s in rle["shape"])
+    runs = np.asarray(rle["runs"], np.int64)
+    if len(shape) != 2 or min(shape) < 0 or (runs < 0).any():
+        raise ValueError(f"bad run-length mask: shape {shape}, runs must be >= 0")
+    if int(runs.sum()) != shape[0] * shape[1]:
+        raise ValueError(f"bad run-length mask: runs sum to {int(runs.sum())}, "
+                         f"the shape {shape} has {shape[0] * shape[1]} pixels")
+    values = np.arange(len(runs)) % 2 == 1
+    return np.repeat(values, runs).reshape(shape)
+
+
+# ---------------------------------------------------------------------- steps
+def _pair(p) -> tuple[float, float]:
+    r, c = (float(v) for v in p)
+    return (r, c)
+
+
+@dataclass(frozen=True)
+class PointsStep:
+    """Clicks for one object on one frame (``TrackingSession.add_points``): ``points``
+    ((row, col), ...), ``labels`` (1 object, 0 background); ``clear`` replaces the frame's
+    earlier points of the object (the widget always sends all of them with ``clear``)."""
+
+    frame: int
+    obj_id: int
+    points: tuple
+    labels: tuple
+    clear: bool = True
+
+    def __post_init__(self):
+        object.__setattr__(self, "points", tuple(_pair(p) for p in self.points))
+        object.__setattr__(self, "labels", tuple(int(v) for v in self.labels))
+
+
+@dataclass(frozen=True)
+class BoxStep:
+    """A box (row0, col0, row1, col1), optionally with clicks (``add_box``)."""
+
+    frame: int
+    obj_id: int
+    box: tuple
+    points: tuple = ()
+    labels: tuple = ()
+
+    def __post_init__(self):
+        object.__setattr__(self, "box", tuple(float(v) for v in self.box))
+        object.__setattr__(self, "points", tuple(_pair(p) for p in self.points))
+        object.__setattr__(self, "labels", tuple(int(v) for v in self.labels))
+
+
+@dataclass(frozen=True, eq=False)
+class MaskStep:
+    """A mask (H, W) bool used as the object's prompt on a frame (``add_mask``): a painted
+    mask, or one object of "Track all labels here"."""
+
+    frame: int
+    obj_id: int
+    mask: np.ndarray
+
+    def __post_init__(self):
+        object.__setattr__(self, "mask", np.asarray(self.mask, bool))
+
+    def __eq__(self, other):
+        return (isinstance(other, MaskStep) and (self.frame, self.obj_id) ==
+                (other.frame, other.obj_id) and np.array_equal(self.mask, other.mask))
+
+    __hash__ = None
+
+
+@dataclass(frozen=True)
+class ClearStep:
+    """The prompts of one object (or, ``obj_id`` None, of all) on a frame removed
+    (``clear_frame``); the widget then writes an empty mask for that object there."""
+
+    frame: int
+    obj_id: int | None = None
+
+
+@dataclass(frozen=True)
+class RemoveStep:
+    """An object forgotten (``remove_object``); the widget also erases its pixels."""
+
+    obj_id: int
+
+
+@dataclass(frozen=True)
+class PropagateStep:
+    """One propagation run (``engine.passes.propagate_passes``).
+
+    Attributes:
+        start: the frame it starts from (None: the earliest conditioning frame).
+        direction: "forward", "backward" or "both" (forward, then backward from ``start``).
+        max_frames: frames beyond ``start`` per pass (None: to the range's end).
+        obj_ids: the objects tracked (None: all of the session's).
+        stop_after_absent: N frames in a row without an object stop it (None: never).
+        first, last: the frame range that may be written (None: the whole stack).
+        frames_done: frames the run yielded before it was cancelled (None: it ran to its end).
+    """
+
+    start: int | None = None
+    direction: str = "forward"
+    max_frames: int | None = None
+    obj_ids: tuple | None = None
+    stop_after_absent: int | None = None
+    first: int | None = None
+    last: int | None = None
+    frames_done: int | None = None
+
+    def __post_init__(self):
+        check_direction(self.direction)
+        if self.obj_ids is not None:
+            object.__setattr__(self, "obj_ids", tuple(int(o) for o in self.obj_ids))
+
+
+@dataclass(frozen=True)
+class IntensityStep:
+    """The intensity window (contrast limits) changed (``set_intensity_range``); None: per
+    frame, as the session's default."""
+
+    intensity_range: tuple | None
+
+    def __post_init__(self):
+        if self.intensity_range is not None:
+            object.__setattr__(self, "intensity_range",
+                               tuple(float(v) for v in self.intensity_range))
+
+
+@dataclass(frozen=True)
+class UndoStep:
+    """The widget's Undo: reverts the last write of SAM into the labels. It changes the
+    labels, not the session (replay yields nothing for it)."""
+
+
+@dataclass(frozen=True)
+class OverwriteStep:
+    """The widget's "overwrite other labels" setting changed (labels only, like Undo)."""
+
+    overwrite: bool
+
+
+#: JSON "type" of each step class
+STEP_TYPES: dict[str, type] = {
+    "points": PointsStep, "box": BoxStep, "mask": MaskStep, "clear": ClearStep,
+    "remove": RemoveStep, "propagate": PropagateStep, "intensity": IntensityStep,
+    "undo": UndoStep, "overwrite": OverwriteStep,
+}
+_TYPE_OF = {cls: name for name, cls in STEP_TYPES.items()}
+
+
+def step_to_dict(step) -> dict:
+    """One step as plain JSON values, with its "type"."""
+    name = _TYPE_OF.get(type(step))
+    if name is None:
+        raise TypeError(f"not a session record step: {step!r}")
+    out: dict = {"type": name}
+    for f in fields(step):
+        value = getattr(step, f.name)
+        if isinstance(value, np.ndarray):
+            value = mask_to_rle(value)
+        elif isinstance(value, tuple):
+            value = [list(v) if isinstance(v, tuple) else v for v in value]
+        out[f.name] = value
+    return out
+
+
+def step_from_dict(data: dict):
+    """The inverse of ``step_to_dict``; ValueError/TypeError/KeyError on a bad step."""
+    if not isinstance(data, dict):
+        raise TypeError(f"a step must be a JSON object, got {type(data).__name__}")
+    kind = data.get("type")
+    cls = STEP_TYPES.get(kind)
+    if cls is None:
+        raise ValueError(f"unknown step type {kind!r} (known: {', '.join(STEP_TYPES)})")
+    known = {f.name for f in fields(cls)}
+    extra = set(data) - known - {"type"}
+    if extra:
+        raise ValueError(f"{kind} step has unknown fields {sorted(extra)}")
+    kwargs = {k: v for k, v in data.items() if k != "type"}
+    if cls is MaskStep:
+        kwargs["mask"] = mask_from_rle(kwargs["mask"])
+    for name in ("frame", "obj_id", "start", "max_frames", "stop_after_absent", "first", "last",
+                 "frames_done"):
+        if name in kwargs and kwargs[name] is not None:
+            value = kwargs[name]
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{kind} step: {name} must be an integer, got {value!r}")
+    return cls(**kwargs)
+
+
+# ---------------------------------------------------------------------- the record
+@dataclass
+class SessionRecord:
+    """What made one stack's labels: the image geometry, the model and the steps in order.
+
+    Attributes:
+        steps: the steps, oldest first.
+        model: model name (e.g. "sam2.1_hiera_tiny", "sam2_demo"; "custom" when unknown).
+        checkpoint_sha256: sha256 of the checkpoint file, None when unknown.
+        image_shape: the image's non-channel shape (e.g. (T, H, W) or (T, Z, H, W)).
+        stack_axis: the axis frames run along (None: a 2-D image, one frame).
+        other_axes: {axis: index} of the non-spatial axes held fixed (e.g. the time point of
+            a z-stack in a (T, Z, H, W) image).
+        intensity_range: (lo, hi) the session started with (contrast limits), None: per frame.
+        scale, translate: the image layer's, per non-channel axis (to place labels again).
+        software_version: napari-sam2's version that recorded it.
+        bfloat16: the session's bfloat16 setting (None: automatic, see ``engine/device.py``).
+        device: the device the session ran on (for information: replay picks its own).
+        rgb: whether the image has a trailing colour axis.
+        image_name: the image layer's name (for information).
+    """
+
+    steps: list = field(default_factory=list)
+    model: str = "custom"
+    checkpoint_sha256: str | None = None
+    image_shape: tuple = ()
+    stack_axis: int | None = 0
+    other_axes: dict = field(default_factory=dict)
+    intensity_range: tuple | None = None
+    scale: tuple | None = None
+    translate: tuple | None = None
+    software_version: str = ""
+    bfloat16: bool | None = None
+    device: str = ""
+    rgb: bool = False
+    image_name: str = ""
+
+    def __post_init__(self):
+        self.steps = list(self.steps)
+        self.image_shape = tuple(int(s) for s in self.image_shape)
+        self.other_axes = {int(k): int(v) for k, v in dict(self.other_axes).items()}
+        for name in ("intensity_range", "scale", "translate"):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, tuple(float(v) for v in value))
+        if not self.software_version:
+            from napari_sam2 import __version__
+
+            self.software_version = __version__
+
+    def append(self, step) -> None:
+        """Add ``step`` at the end (TypeError for anything that is not a step)."""
+        if type(step) not in _TYPE_OF:
+            raise TypeError(f"not a session record step: {step!r}")
+        self.steps.append(step)
+
+    @property
+    def obj_ids(self) -> list[int]:
+        """The objects the steps leave in the session, sorted."""
+        alive: set[int] = set()
+        for step in self.steps:
+            if isinstance(step, (PointsStep, BoxStep, MaskStep)):
+                alive.add(step.obj_id)
+            elif isinstance(step, RemoveStep):
+                alive.discard(step.obj_id)
+        return sorted(alive)
+
+    # ------------------------------------------------------------------ JSON
+    def to_dict(self) -> dict:
+        """The record as plain JSON values (what ``to_json`` writes)."""
+        return {
+            "format": FORMAT, "version": VERSION,
+            "model": self.model, "checkpoint_sha256": self.checkpoint_sha256,
+            "image_shape": list(self.image_shape), "stack_axis": self.stack_axis,
+            "other_axes": {str(k): v for k, v in sorted(self.other_axes.items())},
+            "intensity_range": _list(self.intensity_range), "scale": _list(self.scale),
+            "translate": _list(self.translate), "software_version": self.software_version,
+            "bfloat16": self.bfloat16, "device": self.device, "rgb": self.rgb,
+            "image_name": self.image_name,
+            "steps": [step_to_dict(s) for s in self.steps],
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), separators=(",", ":"))
+
+    @classmethod
+    def from_dict(cls, data, *, source: str = "") -> SessionRecord:
+        """A record from ``to_dict``'s values; ``DamagedFileError`` naming ``source`` when it
+        is not a session record of a version this package reads, or a step is bad."""
+        where = f" in {source}" if source else ""
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise DamagedFileError(f"no napari-sam2 session record{where}: expected a JSON "
+                                   f"object with \"format\": \"{FORMAT}\"")
+        if data.get("version") != VERSION:
+            raise DamagedFileError(
+                f"the session record{where} has version {data.get('version')!r}, this "
+                f"napari-sam2 reads version {VERSION}: open it with the version that wrote it "
+                f"({data.get('software_version', 'unknown')}) or a newer one")
+        steps = []
+        for i, step in enumerate(data.get("steps", [])):
+            try:
+                steps.append(step_from_dict(step))
+            except (ValueError, TypeError, KeyError) as exc:
+                raise DamagedFileError(f"the session record{where} has a bad step {i}: {exc}; "
+                                       "the file is damaged or was edited by hand") from exc
+        known = {f.name for f in fields(cls)} - {"steps"}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        try:
+            return cls(steps=steps, **kwargs)
+        except (ValueError, TypeError) as exc:
+            raise DamagedFileError(f"the session record{where} is damaged: {exc}") from exc
+
+    @classmethod
+    def from_json(cls, text, *, source: str = "") -> SessionRecord:
+        """Parse ``to_json``'s text (or a ``dump_records`` document holding exactly one record);
+        ``DamagedFileError`` naming ``source`` on bad JSON, an unknown version or a bad step."""
+        records = load_records(text, source=source)
+        if len(records) != 1:
+            where = f" in {source}" if source else ""
+            raise DamagedFileError(f"{len(records)} session records{where} (one per stack): "
+                                   "use load_records and pick one by its other_axes")
+        return records[0]
+
+    # ------------------------------------------------------------------ replay
+    def replay(self, session) -> Iterator[tuple[int, FrameResult]]:
+        """Run every step in order on ``session`` (a fresh ``TrackingSession`` over the same
+        stack); yields ``(step index, result)`` for each prompt (points, box, mask) and each
+        propagated frame. Clear, remove and intensity steps change the session and yield
+        nothing; undo and overwrite steps concern only the labels and are skipped."""
+        for index, step in enumerate(self.steps):
+            if isinstance(step, PointsStep):
+                yield index, session.add_points(step.frame, step.obj_id, step.points,
+                                                step.labels, clear=step.clear)
+            elif isinstance(step, BoxStep):
+                some = len(step.points) > 0
+                yield index, session.add_box(step.frame, step.obj_id, step.box,
+                                             points=step.points if some else None,
+                                             labels=step.labels if some else None)
+            elif isinstance(step, MaskStep):
+                yield index, session.add_mask(step.frame, step.obj_id, step.mask)
+            elif isinstance(step, ClearStep):
+                session.clear_frame(step.frame, step.obj_id)
+            elif isinstance(step, RemoveStep):
+                if step.obj_id in session.obj_ids:
+                    session.remove_object(step.obj_id)
+            elif isinstance(step, IntensityStep):
+                session.set_intensity_range(step.intensity_range)
+            elif isinstance(step, PropagateStep):
+                for result in run_propagate_step(session, step):
+                    yield index, result
+
+    def writes(self, index: int, result: FrameResult) -> list[tuple[int, np.ndarray]]:
+        """What the widget pastes into the labels for ``result`` of step ``index``:
+        ``[(obj_id, (H, W) bool mask), ...]`` (a mask prompt pastes nothing: the painted mask
+        is already there)."""
+        step = self.steps[index]
+        if isinstance(step, (PointsStep, BoxStep)):
+            present = step.obj_id in result.obj_ids
+            return [(step.obj_id, result.mask_of(step.obj_id) if present
+                     else np.zeros(result.logits.shape[-2:], bool))]
+        if isinstance(step, PropagateStep):
+            wanted = step.obj_ids or result.obj_ids
+            return [(o, result.mask_of(o)) for o in wanted if o in result.obj_ids]
+        return []
+
+
+def run_propagate_step(session, step: PropagateStep, stop=None) -> Iterator[FrameResult]:
+    """The frames of one ``PropagateStep`` on ``session`` (the widget's run, replayed)."""
+    start = step.start
+    if start is None:
+        ids = session.obj_ids if step.obj_ids is None else step.obj_ids
+        start = min(session.conditioning_frames(o)[0] for o in ids)
+    first = 0 if step.first is None else step.first
+    return propagate_passes(
+        session, start, direction=step.direction, first=first, last=step.last,
+        max_frames=step.max_frames, obj_ids=step.obj_ids,
+        stop_after_absent=step.stop_after_absent, stop=stop, limit=step.frames_done)
+
+
+def _list(values):
+    return None if values is None else list(values)
+
+
+# ---------------------------------------------------------------------- several stacks
+def dump_records(records) -> str:
+    """Several records (one per stack of an image, e.g. z-stacks at several time points) as
+    one JSON document: {"format": ..., "version": ..., "records": [...]}."""
+    return json.dumps(records_document(records), separators=(",", ":"))
+
+
+def records_document(records) -> dict:
+    """``dump_records``' document as plain values (what the writers store with the labels)."""
+    return {"format": FORMAT, "version": VERSION, "records": [r.to_dict() for r in records]}
+
+
+def load_records(data, *, source: str = "") -> list[SessionRecord]:
+    """Records from JSON text, or its parsed value: one record or a ``dump_records`` document.
+    ``DamagedFileError`` naming ``source`` when it is neither."""
+    where = f" in {source}" if source else ""
+    if isinstance(data, (str, bytes)):
+        try:
+            data = json.loads(data)
+        except ValueError as exc:
+            raise DamagedFileError(f"the session record{where} is not valid JSON ({exc}): the "
+                                   "file is damaged; save the labels again") from exc
+    if isinstance(data, dict) and "records" in data:
+        if data.get("format") != FORMAT or data.get("version") != VERSION:
+            raise DamagedFileError(
+                f"the session records{where} have format {data.get('format')!r} version "
+                f"{data.get('version')!r}; this napari-sam2 reads \"{FORMAT}\" version {VERSION}")
+        items = data["records"]
+        if not isinstance(items, list):
+            raise DamagedFileError(f"the session records{where} are not a list")
+        return [SessionRecord.from_dict(r, source=source) for r in items]
+    return [SessionRecord.from_dict(data, source=source)]
