@@ -21,6 +21,8 @@ SUBCOMMANDS = {
     "train": "napari_sam2.training.cli",
     "finetune": "napari_sam2.training.finetune_cli",
     "download": "napari_sam2.model.download_cli",
+    "track": "napari_sam2.headless.track_cli",
+    "batch": "napari_sam2.headless.batch_cli",
 }
 
 #: exit status of a bad option or input (argparse's own) and of an interrupted command
