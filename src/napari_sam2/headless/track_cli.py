@@ -19,6 +19,9 @@ from napari_sam2.cli_options import device_name, non_negative_int, positive_int,
 
 #: model used with --prompts / --seeds when --model is not given
 DEFAULT_MODEL = "sam2.1_hiera_tiny"
+#: bound of the image-feature cache of a headless run: a streamed propagation never goes back,
+#: so a few frames' features (4 of an official 1024 model, ~128 of sam2_demo) are enough
+FEATURE_CACHE_BYTES = 64 << 20
 
 
 def frame_range(text: str) -> tuple[int, int]:
@@ -221,7 +224,7 @@ def track_one(record, view, output, *, model_name, checkpoint=None, device="auto
 
         model = load_model(model_name, checkpoint, device=device)
     session = TrackingSession(model, view, intensity_range=record.intensity_range,
-                              bfloat16=record.bfloat16, feature_cache_bytes=256 << 20)
+                              bfloat16=record.bfloat16, feature_cache_bytes=FEATURE_CACHE_BYTES)
     bar = None
     if progress:
         from tqdm import tqdm
