@@ -207,3 +207,22 @@ def test_replay_of_clear_remove_and_intensity(model, cells):
     assert session.obj_ids == [1] and session.conditioning_frames(1) == [0]
     assert session.state.intensity_range == record.steps[5].intensity_range
     assert got[-1][1].obj_ids == [1]
+
+
+def test_prompts_in_force():
+    mask = np.zeros((4, 4), bool)
+    record = _record([
+        PointsStep(0, 1, ((1, 1),), (1,)),
+        PointsStep(0, 1, ((2, 2),), (0,), clear=False),   # added to the frame's points
+        BoxStep(0, 2, (0, 0, 3, 3)),
+        PointsStep(0, 2, ((1, 2),), (1,), clear=False),   # a click added to the box
+        PointsStep(1, 1, ((3, 3),), (1,)),
+        ClearStep(1, 1),                                  # frame 1's prompts of 1 deleted
+        MaskStep(2, 3, mask),
+        PointsStep(2, 4, ((0, 0),), (1,)), RemoveStep(4),
+    ])
+    prompts = record.prompts()
+    assert list(prompts) == [(0, 1), (0, 2), (2, 3)]
+    assert prompts[(0, 1)] == PointsStep(0, 1, ((1, 1), (2, 2)), (1, 0))
+    assert prompts[(0, 2)] == BoxStep(0, 2, (0, 0, 3, 3), ((1, 2),), (1,))
+    assert isinstance(prompts[(2, 3)], MaskStep)

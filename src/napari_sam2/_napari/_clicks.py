@@ -15,6 +15,7 @@ from napari_sam2._napari._messages import Feedback
 from napari_sam2._napari._sessions import SessionStore
 from napari_sam2._napari._stack import StackRef
 from napari_sam2._napari._workers import JobQueue
+from napari_sam2.engine.session_record import BoxStep, ClearStep, PointsStep
 
 
 class Segmenter:
@@ -45,15 +46,23 @@ class Segmenter:
 
         def job():
             session = self.sessions.get(image, ref)
+            record = self.sessions.recorder
             if box is not None:
                 some = len(points) > 0
-                return session.add_box(
+                result = session.add_box(
                     frame, obj_id, box,
                     points=points if some else None, labels=point_labels if some else None,
                 )
+                record.add(session, BoxStep(frame, obj_id, tuple(box), tuple(map(tuple, points)),
+                                            tuple(point_labels) if some else ()))
+                return result
             if len(points):
-                return session.add_points(frame, obj_id, points, point_labels, clear=True)
+                result = session.add_points(frame, obj_id, points, point_labels, clear=True)
+                record.add(session, PointsStep(frame, obj_id, tuple(map(tuple, points)),
+                                               tuple(point_labels)))
+                return result
             session.clear_frame(frame, obj_id)
+            record.add(session, ClearStep(frame, obj_id))
             return None
 
         self.feedback.busy(True)

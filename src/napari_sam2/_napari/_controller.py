@@ -40,6 +40,8 @@ from napari_sam2._napari._layers import (
 from napari_sam2._napari._messages import Feedback
 from napari_sam2._napari._prefetch import Prefetcher
 from napari_sam2._napari._prompts import PromptLayers
+from napari_sam2._napari._recorder import RECORDS_KEY
+from napari_sam2._napari._restore import rebuild, restore
 from napari_sam2._napari._sessions import SessionStore, image_shape
 from napari_sam2._napari._stack import StackRef, check_ndim, non_spatial_axes, stack_ref
 from napari_sam2._napari._tracking import Tracker
@@ -118,6 +120,8 @@ class Sam2Controller:
         self._contrast_dirty = False
         self.last_download: tuple[int, int] | None = None
         self._kept: list[ImageState] = []  # the state of images picked before (see switch)
+        self.pending_restore = None  # (image, labels, records) to replay once a model is set
+        self.restoring = False  # a reopened session is being replayed (see _restore.py)
         viewer.layers.events.removed.connect(self._on_layer_removed)
 
     def close(self) -> None:
@@ -144,7 +148,12 @@ class Sam2Controller:
 
     @overwrite.setter
     def overwrite(self, on: bool) -> None:
+        from napari_sam2.engine.session_record import OverwriteStep
+
+        if bool(on) != self.writer.overwrite:
+            self.sessions.recorder.add_to_all(OverwriteStep(bool(on)))
         self.writer.overwrite = bool(on)
+        self.record_provenance()
 
     @property
     def propagating(self) -> bool:
@@ -299,6 +308,7 @@ class Sam2Controller:
         self.labels_layer = layer
         self.writer.painter(layer)
         self.objects_changed.emit()
+        restore(self, layer)  # labels saved with a session record: objects, prompts, session
         return True
 
     def _ensure_labels(self) -> bool:
@@ -317,9 +327,12 @@ class Sam2Controller:
         self.prefetcher.forget()
         self.sessions.set_model(model)
         self.model_name = name
+        self.sessions.recorder.model_name = name
+        self.sessions.recorder.checkpoint_sha256 = getattr(model, "checkpoint_sha256", None)
         self.model_changed.emit(name)
         self.say(f"model {name} ready on {next(model.parameters()).device}")
-        self.prefetch_current()
+        if not rebuild(self):  # a session reopened with its labels before a model was loaded
+            self.prefetch_current()
 
     def load_model(self, name: str, checkpoint: str | None = None, device: str = "auto") -> None:
         """Load (and download when needed) a model in a worker with activity-panel progress."""
@@ -341,7 +354,11 @@ class Sam2Controller:
                 bar["bar"].close()
 
         def job():
-            return (yield from load_model_steps(name, checkpoint or None, device))
+            from napari_sam2._napari._recorder import checkpoint_sha256
+
+            model = yield from load_model_steps(name, checkpoint or None, device)
+            model.checkpoint_sha256 = checkpoint_sha256(name, checkpoint or None)
+            return model
 
         self.say(f"loading {name} ...")
         self.busy_changed.emit(True)
@@ -386,7 +403,8 @@ class Sam2Controller:
 
     # ------------------------------------------------------------------ prefetch
     def prefetch_current(self) -> None:
-        if self.image_layer is None or self.sessions.model is None or self.propagating:
+        if (self.image_layer is None or self.sessions.model is None or self.propagating
+                or self.restoring):
             return
         try:
             ref = self.current_ref()
@@ -481,7 +499,8 @@ class Sam2Controller:
         if self.labels_layer is None or self.image_layer is None:
             return
         axis_names = self.axis_names()
-        self.labels_layer.metadata["napari_sam2"] = {
+        old = self.labels_layer.metadata.get("napari_sam2") or {}
+        self.labels_layer.metadata["napari_sam2"] = provenance = {
             "software": f"napari-sam2 {__version__}",
             "model": self.model_name,
             "image": getattr(self.image_layer, "name", None),
@@ -489,6 +508,12 @@ class Sam2Controller:
             "intensity_range": [float(v) for v in self.image_layer.contrast_limits],
             "objects": sorted(int(o) for o in self.objects),
         }
+        sessions = [s for _, s in self.sessions.sessions_of(self.image_layer)]
+        document = self.sessions.recorder.document(sessions)
+        if document["records"]:  # else keep a record reopened with the labels, not yet replayed
+            provenance[RECORDS_KEY] = document
+        elif RECORDS_KEY in old:
+            provenance[RECORDS_KEY] = old[RECORDS_KEY]
 
     # ------------------------------------------------------------------ tracking
     def mask_as_prompt(self, obj_ids=None) -> None:
@@ -579,8 +604,8 @@ class Sam2Controller:
             self._error("wait for the running job (or cancel it) before deleting objects")
             return
         group = UndoGroup(f"delete objects {list(obj_ids)}", target=self.labels_layer)
-        for obj in obj_ids:
-            self.sessions.remove_object(obj)
+        for i, obj in enumerate(obj_ids):
+            self.sessions.remove_object(obj, together=i > 0)
             self.prompts.remove_object(obj)
             self.objects.discard(obj)
             if self.labels_layer is not None:
@@ -592,6 +617,7 @@ class Sam2Controller:
             left = sorted(self.objects)
             data = self.labels_layer.data if self.labels_layer is not None else ()
             self.select_object(left[-1] if left else next_free_label(data, obj_ids))
+        self.record_provenance()
         self.objects_changed.emit()
 
     def frames_covered(self, obj_id: int) -> list[int]:
@@ -618,6 +644,10 @@ class Sam2Controller:
         if group is None:
             self.say("nothing to undo")
             return 0
+        if group.target == self.labels_layer and self.image_layer is not None:
+            self.sessions.recorder.undone(self.sessions.sessions_of(self.image_layer),
+                                          [edit.key for edit in group.edits])
+            self.record_provenance()
         self.say(f"undone: {group.description} ({restored} pixels)")
         self.objects_changed.emit()
         return restored

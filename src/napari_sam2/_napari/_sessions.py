@@ -3,11 +3,14 @@
 The store creates sessions lazily with the image layer's contrast limits as intensity range
 (what the user sees is what the model sees) and keeps them in step when the limits change.
 Switching model or device drops every session (their features belong to the old model).
+Its ``recorder`` keeps a session record per session (``_recorder.py``).
 """
 
 from __future__ import annotations
 
+from napari_sam2._napari._recorder import Recorder
 from napari_sam2._napari._stack import FrameStack, StackRef, check_ndim
+from napari_sam2.engine.session_record import IntensityStep, RemoveStep
 
 
 def image_array(layer):
@@ -34,10 +37,12 @@ class SessionStore:
         self.model = None
         self._sessions: dict[tuple[int, StackRef], object] = {}
         self._layers: dict[int, object] = {}
+        self.recorder = Recorder()
 
     def set_model(self, model) -> None:
         self.model = model
         self._sessions.clear()
+        self.recorder.clear()
 
     def get(self, layer, ref: StackRef, *, create: bool = True):
         """The session of ``ref`` on ``layer`` (created when ``create``), or None."""
@@ -55,6 +60,7 @@ class SessionStore:
             )
             self._sessions[key] = session
             self._layers[id(layer)] = layer
+            self.recorder.started(session, layer, ref)
         return session
 
     def sessions_of(self, layer) -> list[tuple[StackRef, object]]:
@@ -68,17 +74,26 @@ class SessionStore:
         rng = intensity_range(layer)
         sessions = self.sessions_of(layer)
         for _, session in sessions:
+            changed = rng != session.state.intensity_range
             session.set_intensity_range(rng)
+            if changed:
+                self.recorder.add(session, IntensityStep(rng))
         return len(sessions)
 
     def drop_layer(self, layer) -> None:
         """Forget the sessions of ``layer`` (or of a proxy of it: compared with ``==``)."""
         for lid in [lid for lid, known in self._layers.items() if known == layer]:
             for key in [k for k in self._sessions if k[0] == lid]:
-                del self._sessions[key]
+                self.recorder.forget(self._sessions.pop(key))
             del self._layers[lid]
 
-    def remove_object(self, obj_id: int) -> None:
+    def remove_object(self, obj_id: int, *, together: bool = False) -> None:
+        """Forget ``obj_id`` in every session; ``together``: in the same action as the
+        object removed just before (one undoable delete)."""
         for session in self._sessions.values():
             if obj_id in session.obj_ids:
                 session.remove_object(obj_id)
+                last = self.recorder.record_of(session)
+                joined = together and last is not None and last.steps \
+                    and isinstance(last.steps[-1], RemoveStep)
+                self.recorder.add(session, RemoveStep(obj_id, together=bool(joined)))

@@ -18,9 +18,11 @@ from dataclasses import dataclass
 
 from napari_sam2._napari._layers import LabelsWriter, UndoGroup
 from napari_sam2._napari._messages import Feedback
+from napari_sam2._napari._recorder import recorded_propagation
 from napari_sam2._napari._sessions import SessionStore
 from napari_sam2._napari._stack import StackRef
-from napari_sam2._napari._workers import JobQueue, PropagationPlan, propagation_steps
+from napari_sam2._napari._workers import JobQueue, PropagationPlan
+from napari_sam2.engine.session_record import MaskStep
 
 
 @dataclass
@@ -68,6 +70,7 @@ class Tracker:
             session = self.sessions.get(image, ref)
             for i, mask in masks.items():
                 session.add_mask(frame, i, mask)
+                self.sessions.recorder.add(session, MaskStep(frame, i, mask))
             return ids
 
         self.feedback.busy(True)
@@ -78,6 +81,7 @@ class Tracker:
 
     def _masks_used(self, ids, frame: int) -> None:
         self.feedback.say(f"objects {ids} use their painted masks on frame {frame}")
+        self.feedback.written()  # the provenance (and its session record) gains the masks
         self.feedback.objects_changed()
 
     # ------------------------------------------------------------------ propagation
@@ -144,7 +148,7 @@ class Tracker:
         )
 
         def job():
-            return (yield from propagation_steps(session, plan, stop))
+            return (yield from recorded_propagation(self.sessions.recorder, session, plan, stop))
 
         self.feedback.busy(True)
         self.feedback.say(f"propagating from frame {plan.start} over {plan.first}-{plan.last} ...")

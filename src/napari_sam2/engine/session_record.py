@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
@@ -133,9 +133,12 @@ class ClearStep:
 
 @dataclass(frozen=True)
 class RemoveStep:
-    """An object forgotten (``remove_object``); the widget also erases its pixels."""
+    """An object forgotten (``remove_object``); the widget also erases its pixels.
+    ``together``: removed in the same action as the step before (the widget deletes the
+    selected objects as one undoable step)."""
 
     obj_id: int
+    together: bool = False
 
 
 @dataclass(frozen=True)
@@ -371,27 +374,57 @@ class SessionRecord:
         stack); yields ``(step index, result)`` for each prompt (points, box, mask) and each
         propagated frame. Clear, remove and intensity steps change the session and yield
         nothing; undo and overwrite steps concern only the labels and are skipped."""
-        for index, step in enumerate(self.steps):
-            if isinstance(step, PointsStep):
-                yield index, session.add_points(step.frame, step.obj_id, step.points,
-                                                step.labels, clear=step.clear)
-            elif isinstance(step, BoxStep):
-                some = len(step.points) > 0
-                yield index, session.add_box(step.frame, step.obj_id, step.box,
-                                             points=step.points if some else None,
-                                             labels=step.labels if some else None)
-            elif isinstance(step, MaskStep):
-                yield index, session.add_mask(step.frame, step.obj_id, step.mask)
+        for index in range(len(self.steps)):
+            for result in self.run_step(session, index):
+                yield index, result
+
+    def run_step(self, session, index: int) -> Iterator[FrameResult]:
+        """Run step ``index`` on ``session``; yields its results (one for a prompt, one per
+        frame for a propagation, none for the others). Lazy: nothing runs until iterated."""
+        step = self.steps[index]
+        if isinstance(step, PointsStep):
+            yield session.add_points(step.frame, step.obj_id, step.points, step.labels,
+                                     clear=step.clear)
+        elif isinstance(step, BoxStep):
+            some = len(step.points) > 0
+            yield session.add_box(step.frame, step.obj_id, step.box,
+                                  points=step.points if some else None,
+                                  labels=step.labels if some else None)
+        elif isinstance(step, MaskStep):
+            yield session.add_mask(step.frame, step.obj_id, step.mask)
+        elif isinstance(step, ClearStep):
+            session.clear_frame(step.frame, step.obj_id)
+        elif isinstance(step, RemoveStep):
+            if step.obj_id in session.obj_ids:
+                session.remove_object(step.obj_id)
+        elif isinstance(step, IntensityStep):
+            session.set_intensity_range(step.intensity_range)
+        elif isinstance(step, PropagateStep):
+            yield from run_propagate_step(session, step)
+
+    def prompts(self) -> dict:
+        """The prompts the steps leave in place: {(frame, obj_id): the PointsStep, BoxStep or
+        MaskStep that set them} (points added with ``clear=False`` are merged into one
+        ``PointsStep``), in the order they were given."""
+        out: dict = {}
+        for step in self.steps:
+            if isinstance(step, PointsStep) and not step.clear:
+                old = out.pop((step.frame, step.obj_id), None)
+                if isinstance(old, (PointsStep, BoxStep)):
+                    step = replace(old, points=old.points + step.points,
+                                   labels=old.labels + step.labels)
+                out[(step.frame, step.obj_id)] = step
+            elif isinstance(step, (PointsStep, BoxStep, MaskStep)):
+                out.pop((step.frame, step.obj_id), None)
+                out[(step.frame, step.obj_id)] = step
             elif isinstance(step, ClearStep):
-                session.clear_frame(step.frame, step.obj_id)
+                for key in [k for k in out if k[0] == step.frame
+                            and step.obj_id in (None, k[1])]:
+                    del out[key]
             elif isinstance(step, RemoveStep):
-                if step.obj_id in session.obj_ids:
-                    session.remove_object(step.obj_id)
-            elif isinstance(step, IntensityStep):
-                session.set_intensity_range(step.intensity_range)
-            elif isinstance(step, PropagateStep):
-                for result in run_propagate_step(session, step):
-                    yield index, result
+                for key in [k for k in out if k[1] == step.obj_id]:
+                    del out[key]
+        return out
 
     def writes(self, index: int, result: FrameResult) -> list[tuple[int, np.ndarray]]:
         """What the widget pastes into the labels for ``result`` of step ``index``:

@@ -1,0 +1,182 @@
+"""The widget records its session; the record is saved with the labels by both writers; replayed
+on a fresh session it gives the widget's labels exactly; reopened, it restores the session."""
+
+import json
+
+import numpy as np
+import pytest
+
+from napari_sam2._napari._reader import read_tiff, read_zarr
+from napari_sam2._napari._replay import replay_labels
+from napari_sam2._napari._writer import write_tiff, write_zarr
+from napari_sam2.engine import session_record as sr
+from napari_sam2.engine.session import TrackingSession
+
+from tests.napari.conftest import square_stack, wait_idle
+
+WRITERS = {".zarr": (write_zarr, read_zarr), ".tif": (write_tiff, read_tiff)}
+
+
+def _work(c, qtbot):
+    """Clicks, a box, a contrast change, a propagation, a correction, a painted mask, "both"
+    over a range, a delete and its undo: every kind of step the widget records."""
+    c.prompts.add_point((0, 24, 32), True)
+    wait_idle(qtbot, c)
+    c.new_object()
+    c.prompts.add_point((0, 42, 8), True)
+    wait_idle(qtbot, c)
+    c.prompts.add_point((0, 44, 60), False)
+    wait_idle(qtbot, c)
+    c.image_layer.contrast_limits = (450, 3100)
+    wait_idle(qtbot, c)
+    assert c.propagate("forward")
+    wait_idle(qtbot, c)
+    c.select_object(1)
+    c.go_to_frame(4)
+    c.prompts.add_point((4, 20, 40), False)  # a correction on a tracked frame
+    wait_idle(qtbot, c)
+    obj = c.new_object()
+    corners = np.array([[4, 2, 50], [4, 2, 70], [4, 12, 70], [4, 12, 50]], float)
+    c.prompts.boxes.add_rectangles(corners)
+    wait_idle(qtbot, c)
+    c.go_to_frame(2)
+    c.labels_layer.data[2, 40:46, 30:38] = obj + 1  # painted by hand, then used as prompt
+    c.select_object(obj + 1)
+    c.objects.add(obj + 1)
+    c.mask_as_prompt()
+    wait_idle(qtbot, c)
+    assert c.propagate("both", frame_range=(1, 4), obj_ids=[1, obj + 1])
+    wait_idle(qtbot, c)
+    c.delete_objects([2, obj])
+    assert c.undo() > 0
+    c.overwrite = True
+
+
+def _session(model, record, image):
+    return TrackingSession(model, image, axis=record.stack_axis,
+                           intensity_range=record.intensity_range, bfloat16=record.bfloat16)
+
+
+@pytest.mark.parametrize("ext", [".zarr", ".tif"])
+def test_replay_of_the_saved_record_gives_the_widgets_labels(sam, qtbot, demo_model, tmp_path,
+                                                            ext):
+    viewer, widget, c = sam
+    _work(c, qtbot)
+    session = c.sessions.get(c.image_layer, c.current_ref(), create=False)
+    record = c.sessions.recorder.record_of(session)
+    kinds = [type(s) for s in record.steps]
+    for kind in (sr.PointsStep, sr.BoxStep, sr.MaskStep, sr.PropagateStep, sr.IntensityStep,
+                 sr.RemoveStep, sr.UndoStep, sr.OverwriteStep):
+        assert kind in kinds, kind
+    both = [s for s in record.steps if isinstance(s, sr.PropagateStep)][-1]
+    assert (both.start, both.direction, both.first, both.last) == (2, "both", 1, 4)
+    assert record.model == "sam2_demo" and record.image_shape == (6, 48, 72)
+    assert record.scale == (1.0, 0.5, 2.0) and record.intensity_range == (400.0, 3200.0)
+    labels = np.array(c.labels_layer.data)
+    assert set(np.unique(labels)) >= {0, 1, 2}
+
+    write, read = WRITERS[ext]
+    (path,) = write(str(tmp_path / f"cells_labels{ext}"), c.labels_layer.data,
+                    c.labels_layer.as_layer_data_tuple()[1])
+    ((data, kwargs, _),) = read(path)
+    np.testing.assert_array_equal(np.asarray(data), labels)
+    document = kwargs["metadata"]["napari_sam2"]["session_records"]
+    saved = sr.SessionRecord.from_json(json.dumps(document), source=path)
+    assert saved == record
+
+    replayed = np.zeros_like(labels)
+    replay_labels(saved, _session(demo_model, saved, square_stack()), replayed)
+    np.testing.assert_array_equal(replayed, labels)  # exactly the widget's labels
+
+
+def test_labels_without_a_record_still_open(make_napari_viewer, tmp_path):
+    labels = np.zeros((3, 20, 20), np.int32)
+    labels[1, 5:9, 5:9] = 2
+    (path,) = write_zarr(str(tmp_path / "old_labels.zarr"), labels, {"name": "old"})
+    ((data, kwargs, _),) = read_zarr(path)
+    assert "session_records" not in kwargs["metadata"]["napari_sam2"]
+    viewer = make_napari_viewer()
+    viewer.add_image(square_stack(3, (20, 20)), name="img")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-sam2", "SAM 2")
+    layer = viewer.add_labels(data, **kwargs)
+    assert widget.controller.set_labels_layer(layer)
+    assert widget.controller.pending_restore is None
+
+
+def test_damaged_record_is_reported_and_the_labels_stay(make_napari_viewer, demo_model):
+    viewer = make_napari_viewer()
+    viewer.add_image(square_stack(), name="img")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-sam2", "SAM 2")
+    c = widget.controller
+    c.set_model(demo_model, "sam2_demo")
+    said = []
+    c.status.connect(said.append)
+    labels = np.zeros((6, 48, 72), np.int32)
+    labels[0, 10:20, 10:20] = 5
+    layer = viewer.add_labels(labels, name="broken", metadata={
+        "napari_sam2": {"session_records": {"format": "napari-sam2 session record",
+                                            "version": 1, "records": [{"version": 1}]}}})
+    c.set_labels_layer(layer)
+    assert any("session record" in s and "'broken'" in s for s in said)
+    assert (layer.data[0] == 5).sum() == 100 and c.pending_restore is None
+    assert all(not s.obj_ids for s in c.sessions.all())
+
+
+def test_reopen_restores_objects_prompts_and_session(sam, qtbot, demo_model, tmp_path,
+                                                     make_napari_viewer):
+    """Save, reopen in a new viewer, go on correcting: same objects, prompts and session, and
+    the record (old + new steps) replayed from scratch still gives the widget's labels."""
+    viewer, widget, c = sam
+    _work(c, qtbot)
+    session = c.sessions.get(c.image_layer, c.current_ref(), create=False)
+    objects, points = set(c.objects), np.array(c.prompts.points.data)
+    point_ids = c.prompts.points.features["obj_id"].to_numpy(int)
+    boxes = [np.array(b) for b in c.prompts.boxes.data]
+    cond = {o: session.conditioning_frames(o) for o in session.obj_ids}
+    (path,) = write_zarr(str(tmp_path / "cells_labels.zarr"), c.labels_layer.data,
+                         c.labels_layer.as_layer_data_tuple()[1])
+    saved_labels = np.array(c.labels_layer.data)
+    saved_labels[5, 0:3, 0:3] = 9  # a manual edit after the last SAM write: must survive
+    c.labels_layer.data[5, 0:3, 0:3] = 9
+    (path,) = write_zarr(path, c.labels_layer.data, c.labels_layer.as_layer_data_tuple()[1])
+
+    new = make_napari_viewer()
+    new.add_image(square_stack(), name="img", scale=(1.0, 0.5, 2.0), translate=(3.0, 10.0, -5.0),
+                  axis_labels=("t", "y", "x"))
+    (labels_layer,) = new.open(path, plugin="napari-sam2")
+    _, widget2 = new.window.add_plugin_dock_widget("napari-sam2", "SAM 2")
+    c2 = widget2.controller
+    c2.set_image_layer(new.layers["img"])
+    assert c2.set_labels_layer(labels_layer)
+    assert c2.pending_restore is not None  # no model yet: objects and prompts only
+    assert c2.objects == objects
+    assert tuple(new.layers["img"].contrast_limits) == (400, 3200)  # what the record began with
+    c2.set_model(demo_model, "sam2_demo")
+    wait_idle(qtbot, c2)
+    np.testing.assert_array_equal(labels_layer.data, saved_labels)  # nothing pasted
+    assert tuple(new.layers["img"].contrast_limits) == (450, 3100)  # where it ended
+    again = c2.sessions.get(c2.image_layer, c2.current_ref(), create=False)
+    assert {o: again.conditioning_frames(o) for o in again.obj_ids} == cond
+    # the prompt layers hold the prompts in force (the removed object's are gone)
+    keep = point_ids != 2
+    np.testing.assert_allclose(np.array(c2.prompts.points.data), points[keep])
+    assert len(c2.prompts.boxes.data) == len(boxes) == 0  # the box's object was deleted
+    # go on: a correction and a propagation, as if napari had never closed
+    c2.select_object(1)
+    c2.go_to_frame(5)
+    c2.prompts.add_point((5, 26, 40), True)
+    wait_idle(qtbot, c2)
+    assert c2.propagate("backward", frame_range=(3, 5))
+    wait_idle(qtbot, c2)
+    np.testing.assert_array_equal(labels_layer.data[5, 0:3, 0:3], 9)  # manual edit kept
+    assert not c2.overwrite  # the widget's setting now (the record says so for the replay)
+    record = c2.sessions.recorder.record_of(again)
+    assert len(record.steps) > len(c.sessions.recorder.record_of(session).steps)
+    (path2,) = write_zarr(str(tmp_path / "again_labels.zarr"), labels_layer.data,
+                          labels_layer.as_layer_data_tuple()[1])
+    ((_, kwargs, _),) = read_zarr(path2)
+    (back,) = sr.load_records(kwargs["metadata"]["napari_sam2"]["session_records"])
+    replayed = np.zeros_like(saved_labels)
+    replayed[5, 0:3, 0:3] = 9  # the manual edit
+    replay_labels(back, _session(demo_model, back, square_stack()), replayed)
+    np.testing.assert_array_equal(replayed, labels_layer.data)
