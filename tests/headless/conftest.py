@@ -54,36 +54,16 @@ def write_stack(folder, name: str, *, n_frames: int, seed: int, n_cells: int = 2
     return tif, csv, image, labels
 
 
-class _Holder:
-    def __init__(self, data):
-        self.data = data
-
-    def refresh(self):
-        pass
-
-
 def reference_labels(record, frames, model) -> np.ndarray:
     """(T, H, W) labels of ``record`` replayed in one process on an in-memory array: a fresh
-    session, ``SessionRecord.replay``, each result pasted with ``LabelsWriter`` as the widget
-    does (painted masks set by hand), one undo group per step."""
-    from napari_sam2._napari._layers import LabelsWriter, UndoGroup
+    session and the widget's own ``replay_labels`` (no streaming, nothing dropped, no
+    journal)."""
+    from napari_sam2._napari._replay import replay_labels
+    from napari_sam2._napari._stack import StackRef
     from napari_sam2.engine.session import TrackingSession
-    from napari_sam2.engine.session_record import MaskStep
 
     session = TrackingSession(model, frames, intensity_range=record.intensity_range,
                               bfloat16=record.bfloat16)
-    n, h, w = session.num_frames, *session.frame_shape
-    holder = _Holder(np.zeros((n, h, w), np.uint32))
-    writer = LabelsWriter()
-    group, current = None, None
-    for index, result in record.replay(session):
-        step = record.steps[index]
-        if index != current:
-            if group is not None:
-                writer.undo_stack.push(group)
-            group, current = UndoGroup(f"step {index}", target=holder), index
-            if isinstance(step, MaskStep):
-                holder.data[step.frame][step.mask] = step.obj_id
-        for obj, mask in record.writes(index, result):
-            writer.paste(group, (result.frame, slice(None), slice(None)), obj, mask)
-    return holder.data
+    labels = np.zeros((session.num_frames, *session.frame_shape), np.uint32)
+    replay_labels(record, session, labels, ref=StackRef(3, 0, ()))
+    return labels

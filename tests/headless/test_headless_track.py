@@ -18,7 +18,7 @@ from tests.headless.conftest import reference_labels, write_stack
 from napari_sam2.cli import main
 from napari_sam2.engine.session import TrackingSession
 from napari_sam2.engine.session_record import PropagateStep, SessionRecord
-from napari_sam2.headless.inputs import StackView, open_image
+from napari_sam2.headless.inputs import open_image, stack_of
 from napari_sam2.headless.journal import Journal
 from napari_sam2.headless.prompts import prompt_steps_from_csv, record_from_seeds
 from napari_sam2.headless.runner import TrackOutput, track
@@ -59,7 +59,7 @@ def long_reference(long_stack, short_memory_model):
 
 
 def _run(record, image_path, out, model, **kwargs):
-    view = StackView(open_image(image_path))
+    view = stack_of(open_image(image_path))
     session = TrackingSession(model, view)
     summary = track(record, session, TrackOutput(out), **kwargs)
     return summary, session
@@ -79,7 +79,8 @@ def test_streamed_run_drops_old_outputs_and_equals_replay(long_stack, long_refer
     kept = set(session.state.tracks[session.obj_ids[0]].non_cond)
     assert kept == set(range(11)) - {2}
     assert run_state(tmp_path / "out.zarr")["complete"] is True
-    assert meta.provenance["session_record"]["steps"][-1]["direction"] == "both"
+    saved = meta.provenance["session_records"]["records"]
+    assert saved == [record.to_dict()]  # the widget's key: reopening restores the session
     assert not Journal(tmp_path / "out.zarr").folder.exists()
 
 
@@ -207,3 +208,38 @@ def test_killed_track_process_then_resume(tmp_path, demo_model):
     assert run_state(out)["complete"] is False
     assert _track(tif, "--prompts", csv, "-o", out, "--direction", "forward", "--resume") == 0
     np.testing.assert_array_equal(read_labels_zarr(out)[0], expected)
+
+
+@pytest.mark.slow  # ~25 s on 2 busy cores
+def test_widget_like_record_resumed_equals_replay(long_stack, short_memory_model, tmp_path):
+    """Corrections, a cleared frame, a deleted object, undo and a mask prompt before the last
+    propagation: streamed and resumed mid-way, the labels are the widget's replay."""
+    from napari_sam2.engine.session_record import (
+        ClearStep,
+        MaskStep,
+        PointsStep,
+        RemoveStep,
+        UndoStep,
+    )
+
+    tif, csv, image, truth = long_stack
+    ids = [int(v) for v in np.unique(truth[2]) if v]
+    prompts = prompt_steps_from_csv(csv)
+    ys, xs = np.nonzero(truth[12] == ids[0])
+    painted = np.zeros(image.shape[1:], bool)
+    painted[:8, :10] = True  # a hand-painted object 7 used as a prompt
+    steps = [*prompts, PropagateStep(start=2, direction="forward", max_frames=12),
+             PointsStep(12, ids[0], ((ys.mean(), xs.mean()), (0.0, 0.0)), (1, 0)),
+             ClearStep(5, ids[1]), UndoStep(), RemoveStep(ids[1]),
+             MaskStep(16, 7, painted),
+             PropagateStep(start=12, direction="both")]
+    record = SessionRecord(steps=steps, model="sam2_demo", image_shape=image.shape)
+    expected = reference_labels(record, image, short_memory_model)
+    out = tmp_path / "out.zarr"
+    with pytest.raises(Interrupt):
+        _run(record, tif, out, short_memory_model, progress=_stop_at(6))
+    summary, _ = _run(record, tif, out, short_memory_model, resume=True)
+    assert summary["resumed_at"] == 18
+    np.testing.assert_array_equal(read_labels_zarr(out)[0], expected)
+    assert set(np.unique(expected)) == {0, ids[0], 7}  # ids[1] was deleted
+    assert (expected[16][painted] == 7).all()

@@ -1,7 +1,7 @@
 """Open an image stack lazily for a headless run: TIFF, OME-Zarr, plain zarr, ``.npy``.
 
 Nothing is read until a frame is asked for: a TIFF is opened through tifffile's zarr view, a
-``.npy`` is memory-mapped, a zarr array is read chunk by chunk. :class:`StackView` fixes the
+``.npy`` is memory-mapped, a zarr array is read chunk by chunk. :func:`stack_of` fixes the
 positions of the axes that are neither the stack axis nor the plane (e.g. the channel of a
 (T, C, Y, X) stack), so that the engine sees (T, H, W) or (T, H, W, 3).
 """
@@ -15,7 +15,7 @@ import numpy as np
 
 from napari_sam2.errors import DamagedFileError
 
-__all__ = ["StackView", "open_array", "open_image"]
+__all__ = ["open_array", "open_image", "stack_of"]
 
 SUFFIXES = (".tif", ".tiff", ".npy", ".zarr")
 
@@ -102,49 +102,31 @@ def _open_zarr(path: Path, labels: bool = False):
                            "multiscales metadata and no array '0'; pass the array's folder")
 
 
-class StackView:
-    """(T, H, W) or (T, H, W, 3) lazy view of an N-D image: the stack axis first, the other
-    non-plane axes fixed.
+def stack_of(image, stack_axis: int = 0, other_axes: dict[int, int] | None = None,
+             rgb: bool | None = None):
+    """The lazy (T, H, W) or (T, H, W, 3) frames of ``image`` along ``stack_axis``, the other
+    non-plane axes held at ``other_axes`` ({axis: index}, missing ones at 0): the widget's
+    ``FrameStack``, so a replay reads exactly the frames the widget read.
 
-    Args:
-        array: the image (``open_image``), shape (..., H, W) or (..., H, W, 3) RGB.
-        stack_axis: its stack (time or z) axis.
-        other_axes: {axis: index} for every axis that is neither the stack axis nor the plane
-            (missing ones: 0).
+    ``rgb`` None: a trailing axis of 3 after at least 3 others is colour.
     """
+    from napari_sam2._napari._stack import FrameStack, StackRef
 
-    def __init__(self, array, stack_axis: int = 0, other_axes: dict[int, int] | None = None):
-        shape = tuple(int(s) for s in array.shape)
-        self.rgb = len(shape) >= 4 and shape[-1] == 3
-        plane = len(shape) - (3 if self.rgb else 2)
-        if not 0 <= stack_axis < plane:
-            raise ValueError(f"the stack axis {stack_axis} is not one of the axes before the "
-                             f"planes of an image of shape {shape} (0..{plane - 1})")
-        other = {int(k): int(v) for k, v in (other_axes or {}).items()}
-        index: list = []
-        for ax in range(len(shape)):
-            if ax == stack_axis or ax >= plane:
-                index.append(slice(None))
-                continue
-            pos = other.get(ax, 0)
-            if not 0 <= pos < shape[ax]:
-                raise ValueError(f"position {pos} of axis {ax} is out of range: the image "
-                                 f"{shape} has 0..{shape[ax] - 1} there")
-            index.append(pos)
-        self._array = array
-        self._index = index
-        self._axis = stack_axis
-        self.image_shape = shape
-        self.dtype = np.dtype(array.dtype)
-        self.shape = (shape[stack_axis],) + shape[plane:]
-        self.other_axes = {ax: i for ax, i in enumerate(index) if isinstance(i, int)}
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __getitem__(self, i) -> np.ndarray:
-        if not isinstance(i, (int, np.integer)):
-            raise TypeError(f"a StackView is indexed by frame number, got {i!r}")
-        index = list(self._index)
-        index[self._axis] = int(i)
-        return np.asarray(self._array[tuple(index)])
+    shape = tuple(int(s) for s in image.shape)
+    if rgb is None:
+        rgb = len(shape) >= 4 and shape[-1] == 3
+    plane = len(shape) - (3 if rgb else 2)
+    if not 0 <= stack_axis < plane:
+        raise ValueError(f"the stack axis {stack_axis} is not one of the axes before the planes "
+                         f"of an image of shape {shape} (0..{plane - 1})")
+    other = {int(k): int(v) for k, v in (other_axes or {}).items()}
+    fixed = []
+    for axis in range(plane):
+        if axis == stack_axis:
+            continue
+        index = other.get(axis, 0)
+        if not 0 <= index < shape[axis]:
+            raise ValueError(f"position {index} of axis {axis} is out of range: the image "
+                             f"{shape} has 0..{shape[axis] - 1} there")
+        fixed.append((axis, index))
+    return FrameStack(image, StackRef(plane + 2, stack_axis, tuple(fixed)), rgb=rgb)

@@ -231,9 +231,8 @@ def records_from_file(path) -> list[SessionRecord]:
         where = locate_label_image(path)
         provenance = (load_json(where / "zarr.json").get("attributes") or {}).get(
             PROVENANCE_KEY) or {}
-    for key in ("session_records", "session_record"):
-        if provenance.get(key):
-            return load_records(provenance[key], source=str(path))
+    if provenance.get("session_records"):
+        return load_records(provenance["session_records"], source=str(path))
     raise DamagedFileError(
         f"{path} holds labels but no session record (saved by an older napari-sam2, or by "
         "another program): give the prompts as a CSV (--prompts points.csv) or seed labels "

@@ -2,8 +2,9 @@
 
 One code path for every source of prompts (a saved record, a CSV, seed labels: all are
 ``SessionRecord``s). The steps run in order on a ``TrackingSession``; their masks go into an
-OME-Zarr label store through the widget's own paste rules (``labels.LabelsReplay``). The last
-step, when it is a propagation, is *streamed*: each frame's plane is written as soon as it is
+OME-Zarr label store through the widget's own paste rules
+(``_napari._replay.replay_labels``, then ``labels.StreamPainter``). The last step, when it is a
+propagation, is *streamed*: each frame's plane is written as soon as it is
 computed, the outputs no later frame can read are dropped (``engine.kept_outputs``), and a
 small resume journal keeps the outputs of the last frames. Memory stays flat however long the
 stack is; a killed run leaves every finished plane on disk.
@@ -33,10 +34,12 @@ from napari_sam2.engine.kept_outputs import (
     restore_tracked,
     tracked_output,
 )
+from napari_sam2._napari._layers import LabelsWriter
+from napari_sam2._napari._replay import replay_labels
 from napari_sam2.engine.passes import pass_spans
-from napari_sam2.engine.session_record import PropagateStep, SessionRecord
+from napari_sam2.engine.session_record import PropagateStep, SessionRecord, records_document
 from napari_sam2.headless.journal import Journal
-from napari_sam2.headless.labels import LabelsReplay, PlaneStore
+from napari_sam2.headless.labels import OUTPUT_REF, PlaneStore, StreamPainter
 from napari_sam2.io._zarr_store import labels_target
 from napari_sam2.io.label_stream import LabelStream
 
@@ -74,24 +77,6 @@ def _tail_of(record: SessionRecord) -> tuple[SessionRecord, PropagateStep | None
     if record.steps and isinstance(record.steps[-1], PropagateStep):
         return dataclasses.replace(record, steps=record.steps[:-1]), record.steps[-1]
     return record, None
-
-
-def _replay_head(head: SessionRecord, session, labels: LabelsReplay) -> None:
-    """Run ``head``'s steps on ``session``, applying each to ``labels`` in step order."""
-    applied = -1
-
-    def catch_up(upto: int) -> None:  # steps that yield no result (clear, remove, undo...)
-        nonlocal applied
-        for i in range(applied + 1, upto):
-            labels.apply(i, head.steps[i])
-        applied = max(applied, upto - 1)
-
-    for index, result in head.replay(session):
-        catch_up(index)
-        labels.apply(index, head.steps[index], result, head.writes(index, result))
-        applied = index
-    catch_up(len(head.steps))
-    labels.finish()
 
 
 def _passes(session, step: PropagateStep) -> tuple[int, int, int, list[list[int]]]:
@@ -161,7 +146,7 @@ def track(record: SessionRecord, session, output: TrackOutput, *, resume: bool =
         stream = LabelStream.create(
             output.path, (n, h, w), key=key, name=output.name,
             axis_labels=output.axis_labels, scale=output.scale, translate=output.translate,
-            provenance={**output.provenance, "session_record": record.to_dict()})
+            provenance={**output.provenance, "session_records": records_document([record])})
     if not entries:
         journal.start(key)
 
@@ -174,14 +159,15 @@ def track(record: SessionRecord, session, output: TrackOutput, *, resume: bool =
             head_data = PlaneStore(scratch)
         else:
             scratch, head_data = None, PlaneStore(stream)
-        labels = LabelsReplay(head_data)
-        _replay_head(head, session, labels)
+        writer = LabelsWriter()
+        replay_labels(head, session, head_data, ref=OUTPUT_REF, writer=writer)
         head_data.flush()
         frames = 0
         resumed_at = None
         if tail is not None:
-            frames, resumed_at = _stream_tail(session, record, tail, stream, labels, journal,
-                                              entries, scratch, progress, say)
+            painter = next(iter(writer.painters.values()), None)  # the head's only target
+            frames, resumed_at = _stream_tail(session, record, tail, stream, head_data, writer,
+                                              painter, journal, entries, scratch, progress, say)
         stream.finish(frames_total=n)
         journal.remove()
         return {"output": str(target), "frames": frames, "resumed_at": resumed_at,
@@ -191,8 +177,8 @@ def track(record: SessionRecord, session, output: TrackOutput, *, resume: bool =
             shutil.rmtree(scratch_dir, ignore_errors=True)
 
 
-def _stream_tail(session, record, step, stream, labels, journal, entries, scratch, progress,
-                 say) -> tuple[int, int | None]:
+def _stream_tail(session, record, step, stream, data, writer, painter, journal, entries,
+                 scratch, progress, say) -> tuple[int, int | None]:
     start, first, last, orders = _passes(session, step)
     tail_index = len(record.steps) - 1
     K = lookback(session.model.config)
@@ -218,9 +204,8 @@ def _stream_tail(session, record, step, stream, labels, journal, entries, scratc
         orders[resume_pass][:resume_pos] if resume_pass < len(orders) else [])
     if scratch is not None:  # frames the propagation has not written read the head's labels
         all_frames = {f for order in orders for f in order}
-        labels.target.data = PlaneStore(stream, source=scratch,
-                                        source_frames=all_frames - done_frames)
-    data = labels.target.data
+        data = PlaneStore(stream, source=scratch, source_frames=all_frames - done_frames)
+    labels = StreamPainter(writer, data, painter)
     total = sum(len(o) for o in orders)
     if step.frames_done is not None:
         total = min(total, int(step.frames_done))
@@ -246,7 +231,7 @@ def _stream_tail(session, record, step, stream, labels, journal, entries, scratc
             for result in results:
                 if not first <= result.frame <= last:
                     break
-                labels.stream(result, record.writes(tail_index, result))
+                labels.paste(result, record.writes(tail_index, result))
                 data.flush()
                 journal.put(p, result.frame, tracked_output(session, result.frame))
                 forget_tracked(session, lambda f, g=result.frame: keep(f, g))

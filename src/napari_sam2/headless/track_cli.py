@@ -110,7 +110,7 @@ def _propagation_options(args) -> dict:
 def build_record(args, image):
     """The ``SessionRecord`` of the command line's prompts, and the stack view it runs on."""
     from napari_sam2.headless import prompts as P
-    from napari_sam2.headless.inputs import StackView
+    from napari_sam2.headless.inputs import stack_of
 
     if args.record is not None:
         given = [f"--{n.replace('_', '-')}" for n in ("axis", "intensity", "direction", "start",
@@ -130,16 +130,19 @@ def build_record(args, image):
             raise ValueError(f"--record-index {index}: {args.record} holds {len(records)} "
                              "record(s)")
         record = records[index]
+        if record.stack_axis is None:
+            raise ValueError(f"the record in {args.record} was made on a 2-D image (one frame): "
+                             "track replays stacks; reopen it in the widget instead")
         if record.image_shape and tuple(record.image_shape) != _non_channel(image, record.rgb):
             raise ValueError(f"the record was made on an image of shape {record.image_shape}, "
                              f"{args.image} has shape {tuple(image.shape)}: give the image the "
                              "record belongs to")
-        view = StackView(image, record.stack_axis or 0, record.other_axes)
+        view = stack_of(image, record.stack_axis or 0, record.other_axes, rgb=record.rgb)
         return record, view
     axis = args.axis or 0
-    view = StackView(image, axis, dict(args.position))
+    view = stack_of(image, axis, dict(args.position))
     geometry = dict(model=args.model or DEFAULT_MODEL, image_shape=_non_channel(image, view.rgb),
-                    stack_axis=axis, other_axes=view.other_axes, intensity_range=args.intensity,
+                    stack_axis=axis, other_axes=dict(view.ref.fixed), intensity_range=args.intensity,
                     rgb=view.rgb, image_name=args.image.name)
     step = P.propagation_step(**_propagation_options(args))
     if args.prompts is not None:
