@@ -54,9 +54,10 @@ _MODELS_LOCK = threading.Lock()
 
 
 def worker_device(device: str) -> str:
-    """``device``, with ``auto`` on a machine with several GPUs spread over the workers by
-    their names (a LocalCluster names them 0, 1, ...): worker k gets ``cuda:k % n``."""
-    if device != "auto":
+    """``device``, with ``auto`` or ``cuda`` on a machine with several GPUs spread over the
+    workers by their names (a LocalCluster names them 0, 1, ...): worker k gets
+    ``cuda:k % n``."""
+    if device not in ("auto", "cuda"):
         return device
     import torch
 
