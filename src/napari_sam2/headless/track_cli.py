@@ -1,4 +1,4 @@
-"""Track objects through a stack without napari: replay a session record, a prompts CSV or seed labels.
+"""Track objects through a stack without napari, from a session record, a CSV or seed labels.
 
     napari-sam2 track movie.tif --record labels.zarr -o tracked.zarr
     napari-sam2 track movie.zarr --prompts clicks.csv --model sam2.1_hiera_tiny -o out.zarr
@@ -142,8 +142,8 @@ def build_record(args, image):
     axis = args.axis or 0
     view = stack_of(image, axis, dict(args.position))
     geometry = dict(model=args.model or DEFAULT_MODEL, image_shape=_non_channel(image, view.rgb),
-                    stack_axis=axis, other_axes=dict(view.ref.fixed), intensity_range=args.intensity,
-                    rgb=view.rgb, image_name=args.image.name)
+                    stack_axis=axis, other_axes=dict(view.ref.fixed),
+                    intensity_range=args.intensity, rgb=view.rgb, image_name=args.image.name)
     step = P.propagation_step(**_propagation_options(args))
     if args.prompts is not None:
         return P.record_from_csv(args.prompts, step, **geometry), view

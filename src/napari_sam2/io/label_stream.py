@@ -134,11 +134,11 @@ class LabelStream:
         if run is None:
             raise RefusedOverwriteError(
                 f"cannot resume into {target}: it was not written by a napari-sam2 run (no "
-                "run record); run without --resume to replace it")
+                "run record); use --overwrite instead of --resume to replace it")
         if run.get("key") != key:
             raise RefusedOverwriteError(
                 f"cannot resume into {target}: it was started with other prompts, settings or "
-                "input; run without --resume to start again (it is replaced)")
+                "input; start again with --overwrite instead of --resume (it is replaced)")
         return cls._open(target)
 
     @classmethod
