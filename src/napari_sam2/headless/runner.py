@@ -132,6 +132,7 @@ def track(record: SessionRecord, session, output: TrackOutput, *, resume: bool =
     if resume and target.exists():
         stream = LabelStream.reopen(output.path, key=key, name=output.name)
         if stream.complete:
+            journal.remove()  # killed between the last frame and the clean-up
             say(f"{target} is complete: nothing to do")
             return {"output": str(target), "frames": 0, "resumed_at": None, "skipped": True}
     entries = journal.entries() if stream is not None and journal.key() == key else set()
@@ -150,6 +151,8 @@ def track(record: SessionRecord, session, output: TrackOutput, *, resume: bool =
     if not entries:
         journal.start(key)
 
+    for stale in target.parent.glob(f".{target.name}.scratch-*"):  # from a killed resume
+        shutil.rmtree(stale, ignore_errors=True)
     scratch_dir = None
     try:
         if entries:  # the head's labels, rebuilt where the propagation has not been yet
