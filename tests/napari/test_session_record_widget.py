@@ -97,8 +97,9 @@ def test_labels_without_a_record_still_open(make_napari_viewer, tmp_path):
     assert "session_records" not in kwargs["metadata"]["napari_sam2"]
     viewer = make_napari_viewer()
     viewer.add_image(square_stack(3, (20, 20)), name="img")
-    _, widget = viewer.window.add_plugin_dock_widget("napari-sam2", "SAM 2")
     layer = viewer.add_labels(data, **kwargs)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-sam2", "SAM 2")
+    assert widget.controller.labels_layer is None  # not picked for the user: no record
     assert widget.controller.set_labels_layer(layer)
     assert widget.controller.pending_restore is None
 
@@ -143,11 +144,12 @@ def test_reopen_restores_objects_prompts_and_session(sam, qtbot, demo_model, tmp
     new = make_napari_viewer()
     new.add_image(square_stack(), name="img", scale=(1.0, 0.5, 2.0), translate=(3.0, 10.0, -5.0),
                   axis_labels=("t", "y", "x"))
-    (labels_layer,) = new.open(path, plugin="napari-sam2")
     _, widget2 = new.window.add_plugin_dock_widget("napari-sam2", "SAM 2")
     c2 = widget2.controller
-    c2.set_image_layer(new.layers["img"])
-    assert c2.set_labels_layer(labels_layer)
+    assert c2.image_layer == new.layers["img"] and c2.labels_layer is None
+    (labels_layer,) = new.open(path, plugin="napari-sam2")
+    assert c2.labels_layer == labels_layer  # the image's saved labels are picked on opening
+    assert widget2._labels_combo.currentText() == labels_layer.name
     assert c2.pending_restore is not None  # no model yet: objects and prompts only
     assert c2.objects == objects
     assert tuple(new.layers["img"].contrast_limits) == (400, 3200)  # what the record began with

@@ -41,7 +41,7 @@ from napari_sam2._napari._messages import Feedback
 from napari_sam2._napari._prefetch import Prefetcher
 from napari_sam2._napari._prompts import PromptLayers
 from napari_sam2._napari._recorder import RECORDS_KEY
-from napari_sam2._napari._restore import rebuild, restore
+from napari_sam2._napari._restore import rebuild, restorable, restore
 from napari_sam2._napari._sessions import SessionStore, image_shape
 from napari_sam2._napari._stack import StackRef, check_ndim, non_spatial_axes, stack_ref
 from napari_sam2._napari._tracking import Tracker
@@ -123,6 +123,7 @@ class Sam2Controller:
         self.pending_restore = None  # (image, labels, records) to replay once a model is set
         self.restoring = False  # a reopened session is being replayed (see _restore.py)
         viewer.layers.events.removed.connect(self._on_layer_removed)
+        viewer.layers.events.inserted.connect(self._on_layer_inserted)
 
     def close(self) -> None:
         """Stop background work and detach from the viewer (the widget is closing)."""
@@ -130,6 +131,7 @@ class Sam2Controller:
         self.jobs.quit()
         self.prefetcher.stop()
         self.viewer.layers.events.removed.disconnect(self._on_layer_removed)
+        self.viewer.layers.events.inserted.disconnect(self._on_layer_inserted)
 
     # ------------------------------------------------------------------ messages
     def say(self, text: str) -> None:
@@ -184,6 +186,11 @@ class Sam2Controller:
         if layer == self.labels_layer:
             self.labels_layer = None
 
+    def _on_layer_inserted(self, event) -> None:
+        """Saved labels of the picked image opened (with their session record): use them."""
+        if self.labels_layer is None and restorable(event.value, self.image_layer):
+            self.set_labels_layer(event.value)
+
     def set_image_layer(self, layer) -> bool:
         """Work on ``layer``. Each image keeps its own prompts, objects, Labels layer, stack
         axis, shown frame and sessions: picking another image puts the current ones aside (the
@@ -223,6 +230,10 @@ class Sam2Controller:
             self.select_object(1)
         layer.events.contrast_limits.connect(self._on_contrast)
         self.objects_changed.emit()
+        if self.labels_layer is None:  # its labels saved with a session record are open: use them
+            saved = [la for la in self.viewer.layers if restorable(la, layer)]
+            if saved:
+                self.set_labels_layer(saved[-1])
         return True
 
     def _put_aside(self) -> None:

@@ -49,6 +49,18 @@ def saved_records(layer) -> list[SessionRecord]:
     return load_records(doc, source=f"the Labels layer '{layer.name}'")
 
 
+def restorable(layer, image) -> bool:
+    """Whether ``layer`` is a Labels layer saved with a session record of ``image``'s shape
+    (never raises: a damaged record is reported when the layer is picked)."""
+    if image is None or getattr(layer, "_type_string", "") != "labels":
+        return False
+    try:
+        shape = image_shape(image)
+        return any(tuple(r.image_shape) == shape for r in saved_records(layer))
+    except Exception:  # noqa: BLE001 - only a hint for picking the layer
+        return False
+
+
 def final_intensity(record: SessionRecord):
     """The intensity window the record's session ended with."""
     rng = record.intensity_range
@@ -107,12 +119,14 @@ def restore(c, layer) -> bool:
         c.say(f"'{layer.name}' was made on an image of shape {records[0].image_shape}, not "
               f"{shape}: its prompts were not restored")
         return False
-    if c.sessions.sessions_of(image):
+    if any(s.obj_ids for _, s in c.sessions.sessions_of(image)):
         c.say(f"'{image.name}' already has a SAM session: the prompts saved with "
               f"'{layer.name}' were not restored (open the image afresh to restore them)")
         return False
     if mine[0].intensity_range is not None:  # what the model saw first (the replay moves on)
         image.contrast_limits = mine[0].intensity_range
+    if len(shape) > 2 and mine[0].stack_axis is not None:
+        c.set_stack_axis(mine[0].stack_axis)
     c.objects |= {o for r in mine for o in r.obj_ids}
     c.prompts.restore(prompts_snapshot(mine, len(shape)))
     c.objects_changed.emit()
