@@ -123,3 +123,17 @@ def test_label_stream_refusals_and_resume_key(tmp_path):
     write_labels_zarr(tmp_path / "plain.zarr", np.ones((2, 6, 5), np.uint8))
     with pytest.raises(RefusedOverwriteError, match="no run record"):
         LabelStream.reopen(tmp_path / "plain.zarr", key="k1")
+
+
+def test_label_stream_into_an_ome_zarr_image(tmp_path, stack):
+    image = zarr.open_group(str(tmp_path / "img.zarr"), mode="w", zarr_format=3, attributes={
+        "ome": {"version": "0.5", "multiscales": [{"datasets": [{"path": "0"}]}]}})
+    image.create_array("0", data=stack[:, 0])
+    stream = LabelStream.create(tmp_path / "img.zarr", (4, 6, 5), key="k", name="cells 1")
+    assert stream.target == tmp_path / "img.zarr" / "labels" / "cells_1"
+    stream.write(3, np.full((6, 5), 2))
+    stream.finish()
+    labels, meta, _ = read_labels_zarr(tmp_path / "img.zarr")  # the image's first labels
+    assert labels.shape == (4, 6, 5) and labels[3].max() == 2 and meta.name == "cells 1"
+    np.testing.assert_array_equal(np.asarray(zarr.open_array(str(tmp_path / "img.zarr" / "0"))),
+                                  stack[:, 0])  # the image is untouched
