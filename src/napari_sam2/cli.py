@@ -22,6 +22,8 @@ SUBCOMMANDS = {
     "finetune": "napari_sam2.training.finetune_cli",
     "download": "napari_sam2.model.download_cli",
     "segment": "napari_sam2.segment_cli",
+    "track": "napari_sam2.headless.track_cli",
+    "batch": "napari_sam2.headless.batch_cli",
 }
 
 #: exit status of a bad option or input (argparse's own) and of an interrupted command
