@@ -11,7 +11,7 @@ import zarr
 from napari_sam2.engine.session_record import BoxStep, PointsStep
 from napari_sam2.errors import DamagedFileError, RefusedOverwriteError
 from napari_sam2.headless.inputs import open_array, open_image, stack_of
-from napari_sam2.headless.prompts import automatic_seeds, prompt_steps_from_csv, seed_masks
+from napari_sam2.headless.prompts import prompt_steps_from_csv, seed_masks
 from napari_sam2.io import read_labels_zarr, write_labels_zarr
 from napari_sam2.io.label_stream import LabelStream, run_state
 
@@ -87,7 +87,7 @@ def test_prompts_csv(tmp_path):
             prompt_steps_from_csv(csv)
 
 
-def test_seed_masks_and_automatic_hook():
+def test_seed_masks():
     plane = np.zeros((6, 5), np.uint16)
     plane[1:3, 1:3] = 4
     plane[4, 4] = 9
@@ -97,8 +97,6 @@ def test_seed_masks_and_automatic_hook():
         seed_masks(np.zeros((6, 5), np.uint8))
     with pytest.raises(ValueError, match="must be integers"):
         seed_masks(plane.astype(float))
-    with pytest.raises(ValueError, match="not available yet"):
-        automatic_seeds(plane, None)
 
 
 def test_label_stream_refusals_and_resume_key(tmp_path):

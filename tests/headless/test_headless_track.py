@@ -160,7 +160,7 @@ def test_cli_refusals(tmp_path, capsys):
     (foreign / "notes.txt").write_text("mine")
     cases = [
         (["--prompts", csv, "-o", foreign, "--overwrite"], "Refusing to save labels"),
-        (["--seeds", "auto", "-o", tmp_path / "x.zarr"], "not available yet"),
+        (["--seeds", "auto", "--seed-frame", 9, "-o", tmp_path / "x.zarr"], "out of range"),
         (["--record", csv, "--direction", "forward", "-o", tmp_path / "x.zarr"],
          "apply to --prompts and --seeds"),
         (["--seeds", tif, "--seed-frame", 9, "-o", tmp_path / "x.zarr"], "out of range"),
@@ -243,3 +243,20 @@ def test_widget_like_record_resumed_equals_replay(long_stack, short_memory_model
     np.testing.assert_array_equal(read_labels_zarr(out)[0], expected)
     assert set(np.unique(expected)) == {0, ids[0], 7}  # ids[1] was deleted
     assert (expected[16][painted] == 7).all()
+
+
+def test_cli_seeds_auto_segments_the_seed_frame_then_tracks(tmp_path):
+    """--seeds auto: segment everything on the seed frame, every label an object, tracked."""
+    from napari_sam2.io import read_labels_zarr
+
+    tif, _, image, truth = write_stack(tmp_path, "auto", n_frames=4, seed=2, n_cells=3)
+    out = tmp_path / "auto.zarr"
+    assert _track(tif, "--seeds", "auto", "--seed-frame", 0, "--direction", "forward",
+                  "-o", out) == 0
+    labels, *_ = read_labels_zarr(out)
+    assert labels.shape == image.shape
+    found = [v for v in np.unique(labels[0]) if v > 0]
+    assert len(found) >= 2                       # most of the 3 cells found on the seed frame
+    for v in found:                              # and each of them still there on the last frame
+        assert (labels[-1] == v).sum() > 0
+    assert (labels[-1] > 0).sum() > 0.5 * (truth[-1] > 0).sum()

@@ -29,7 +29,6 @@ through the same replay (``headless.runner``).
 from __future__ import annotations
 
 import csv
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +44,6 @@ from napari_sam2.engine.session_record import (
 from napari_sam2.errors import DamagedFileError, InvalidOptionError
 
 __all__ = [
-    "AUTOMATIC_MODULE",
     "automatic_seeds",
     "propagation_step",
     "record_from_csv",
@@ -56,7 +54,6 @@ __all__ = [
 POINT_COLUMNS = ("row", "col")
 BOX_COLUMNS = ("row0", "col0", "row1", "col1")
 #: the module that will segment a frame without prompts (issue 21)
-AUTOMATIC_MODULE = "napari_sam2.engine.automatic"
 
 
 def propagation_step(*, start=None, direction="both", first=None, last=None,
@@ -189,21 +186,18 @@ def read_seed_plane(path, frame: int, frame_shape) -> np.ndarray:
     return plane
 
 
-def automatic_seeds(frame_image: np.ndarray, model) -> np.ndarray:
-    """Label plane of a frame segmented without prompts (``--seeds auto``): needs
-    ``napari_sam2.engine.automatic`` (issue 21); InvalidOptionError until it exists."""
-    if importlib.util.find_spec(AUTOMATIC_MODULE) is None:
-        raise InvalidOptionError(
-            "--seeds auto is not available yet: this napari-sam2 has no automatic segmentation "
-            f"({AUTOMATIC_MODULE}); give --seeds LABELS (a .tif/.npy/.zarr label image of the "
-            "seed frame, e.g. a Cellpose or StarDist result) or --prompts instead")
-    module = importlib.import_module(AUTOMATIC_MODULE)
-    segment = getattr(module, "segment_frame", None)
-    if segment is None:
-        raise InvalidOptionError(
-            f"--seeds auto is not wired yet: {AUTOMATIC_MODULE} has no segment_frame(image, "
-            "model) -> labels; give --seeds LABELS or --prompts instead")
-    return np.asarray(segment(frame_image, model))
+def automatic_seeds(frame_image: np.ndarray, model, intensity_range=None) -> np.ndarray:
+    """Label plane (H, W) int32 of a frame segmented without prompts (``--seeds auto``), by
+    ``napari_sam2.engine.automatic.segment_everything`` with its default options.
+
+    ValueError when it finds no object (nothing to track)."""
+    from napari_sam2.engine.automatic import segment_everything
+
+    result = segment_everything(model, np.asarray(frame_image), intensity_range=intensity_range)
+    if not len(result.ids):
+        raise ValueError("--seeds auto found no object on the seed frame: check --seed-frame "
+                         "and --intensity, or give --seeds LABELS or --prompts instead")
+    return np.asarray(result.labels)
 
 
 # ---------------------------------------------------------------------- saved records

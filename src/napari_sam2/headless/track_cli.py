@@ -107,8 +107,9 @@ def _propagation_options(args) -> dict:
                 max_frames=args.max_frames, stop_after_absent=args.stop_after_absent)
 
 
-def build_record(args, image):
-    """The ``SessionRecord`` of the command line's prompts, and the stack view it runs on."""
+def build_record(args, image, model=None):
+    """The ``SessionRecord`` of the command line's prompts, and the stack view it runs on
+    (``model``: the loaded model, needed by ``--seeds auto`` only)."""
     from napari_sam2.headless import prompts as P
     from napari_sam2.headless.inputs import stack_of
 
@@ -147,13 +148,13 @@ def build_record(args, image):
     step = P.propagation_step(**_propagation_options(args))
     if args.prompts is not None:
         return P.record_from_csv(args.prompts, step, **geometry), view
-    if args.seeds == "auto":
-        plane = P.automatic_seeds(view[args.seed_frame], None)
-    else:
-        plane = P.read_seed_plane(Path(args.seeds), args.seed_frame, view.shape[1:3])
     if not 0 <= args.seed_frame < view.shape[0]:
         raise ValueError(f"--seed-frame {args.seed_frame} is out of range: the stack has frames "
                          f"0..{view.shape[0] - 1}")
+    if args.seeds == "auto":
+        plane = P.automatic_seeds(view[args.seed_frame], model, args.intensity)
+    else:
+        plane = P.read_seed_plane(Path(args.seeds), args.seed_frame, view.shape[1:3])
     return P.record_from_seeds(plane, args.seed_frame, step, source=str(args.seeds),
                                **geometry), view
 
@@ -195,7 +196,12 @@ def run(args) -> int:
 
     say = _stderr
     image = open_image(args.image)
-    record, view = build_record(args, image)
+    model = None
+    if args.seeds == "auto":  # the model segments the seed frame before the record exists
+        from napari_sam2.model import load_model
+
+        model = load_model(args.model or DEFAULT_MODEL, args.checkpoint, device=args.device)
+    record, view = build_record(args, image, model)
     from napari_sam2.headless.runner import TrackOutput
 
     output = TrackOutput(args.output, name=args.name, **output_attributes(record, view),
@@ -208,7 +214,7 @@ def run(args) -> int:
     summary = track_one(record, view, output, model_name=args.model or record.model,
                         checkpoint=args.checkpoint, device=args.device, resume=args.resume,
                         image_id=f"{view.dtype} {args.image.resolve()}",
-                        progress=not args.no_progress, say=say)
+                        progress=not args.no_progress, say=say, model=model)
     if summary["skipped"]:
         return 0
     say(f"wrote {summary['output']} ({summary['frames']} frames propagated)")
