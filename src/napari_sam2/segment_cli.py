@@ -54,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="labels file to write: .tif/.tiff (OME-TIFF) or .zarr (OME-Zarr)")
     parser.add_argument("--frame", type=non_negative_int, default=None,
                         help="frame of a stack along its first axis (default 0)")
-    parser.add_argument("--variant", type=variant_name, default=DEFAULT_VARIANT,
+    parser.add_argument("--model", "--variant", dest="variant", type=variant_name, default=DEFAULT_VARIANT,
                         help=f"model variant (default {DEFAULT_VARIANT})")
     parser.add_argument("--checkpoint", default=None, help="weights file (default: official)")
     parser.add_argument("--device", type=device_name, default="auto",
