@@ -209,8 +209,13 @@ class TrackingSession:
 
     # ------------------------------------------------------------------ features
     def encode_frame(self, frame: int) -> None:
-        """Compute and cache ``frame``'s image features (thread-safe; for prefetching)."""
+        """Compute and cache ``frame``'s image features (thread-safe; for prefetching).
+
+        With windows this does nothing: a window is known only from a prompt, and a whole
+        frame may be far too large to read."""
         f = self._state.check_frame(frame)
+        if self._state.window is not None:
+            return
         self._state.frame_features(f, store=True)
 
     def set_intensity_range(self, intensity_range) -> None:

@@ -29,6 +29,11 @@ from napari_sam2.engine.windows import (
 )
 
 GROW = 1.5  # a window whose object reaches its border grows by this factor
+#: How a window follows its object (measured in benchmarks/bench_windows.py --follow):
+#: "grid": re-centred on the last mask every frame, moved by whole feature cells (default);
+#: "pixel": re-centred to the pixel; "fixed": kept where it is until the mask comes within a
+#: quarter of the window of its border, then re-centred (grid steps).
+FOLLOW = "grid"
 
 
 def grid_step(side: int, image_size: int, stride: int = 16) -> int:
@@ -123,12 +128,20 @@ def follow_window(track: ObjectTrack, frame: int, reverse: bool, frame_hw,
     side = track.side or max(out.window.shape)
     found = low_res_box(out, frame_hw)
     if found is None:  # not visible there: look where it was
-        t, l, b, r = out.window.box
-        centre = ((t + b - 1) / 2, (l + r - 1) / 2)
-    else:
-        box, at_border = found
-        if at_border and side < max(frame_hw):
-            side = int(np.ceil(side * GROW))
-        centre = ((box[0] + box[2] - 1) / 2, (box[1] + box[3] - 1) / 2)
+        return out.window
+    box, at_border = found
+    if at_border and side < max(frame_hw):
+        side = int(np.ceil(side * GROW))
+    elif FOLLOW == "fixed" and side == track.side and _inside(box, _shrunk(out.window)):
+        return out.window
+    centre = ((box[0] + box[2] - 1) / 2, (box[1] + box[3] - 1) / 2)
     track.side = side
-    return window_around(centre, side, frame_hw, step=grid_step(side, image_size))
+    step = 1 if FOLLOW == "pixel" else grid_step(side, image_size)
+    return window_around(centre, side, frame_hw, step=step)
+
+
+def _shrunk(window: Window) -> Window:
+    """``window`` less a quarter of its size on each side."""
+    dh, dw = window.height // 4, window.width // 4
+    return Window(window.top + dh, window.left + dw, window.height - 2 * dh,
+                  window.width - 2 * dw)
