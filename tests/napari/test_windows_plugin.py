@@ -1,7 +1,9 @@
 """The widget's window setting (issue 19) in a real viewer: a small cell in a large multiscale
-field is segmented and tracked in a window read from the matching level."""
+field is segmented and tracked in a window read from the matching level (slow: 20-90 s; the
+fast tests below check the setting's words and the lazy plane reads)."""
 
 import numpy as np
+import pytest
 
 from napari_sam2._napari._windows import WINDOW_MODES, stack_levels, window_setting
 from napari_sam2.data import LargeFieldTimelapse
@@ -16,6 +18,29 @@ def test_window_setting_words():
     assert window_setting(WINDOW_MODES[2], 300) == 300
 
 
+def test_frame_stack_reads_only_the_window_of_a_plane():
+    from napari_sam2._napari._stack import FrameStack, StackRef
+
+    data = np.arange(3 * 4 * 20 * 30).reshape(3, 4, 20, 30)
+    reads = []
+
+    class Counting:
+        shape, dtype, ndim = data.shape, data.dtype, data.ndim
+
+        def __getitem__(self, key):
+            out = data[key]
+            reads.append(out.size)
+            return out
+
+    stack = FrameStack(Counting(), StackRef(4, 1, ((0, 2),)))  # frames along axis 1, t = 2
+    crop = stack[(3, slice(5, 9), slice(10, 16))]
+    assert np.array_equal(crop, data[2, 3, 5:9, 10:16]) and reads == [24]
+    assert np.array_equal(stack[3], data[2, 3])
+    rgb = FrameStack(np.zeros((2, 8, 9, 4)), StackRef(3, 0), rgb=True)
+    assert rgb[(1, slice(0, 2), slice(0, 3))].shape == (2, 3, 3)
+
+
+@pytest.mark.slow
 def test_auto_window_in_the_widget_segments_and_tracks_a_small_cell(
         make_napari_viewer, trained_demo_model, qtbot):
     field = LargeFieldTimelapse(shape=(1024, 1024), n_frames=3, seed=8)
