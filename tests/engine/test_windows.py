@@ -182,3 +182,33 @@ def test_windows_need_readable_frames_and_a_valid_setting(shipped):
     images = torch.zeros(2, 3, 256, 256)
     with pytest.raises(ValueError, match="windows need frames"):
         TrackingSession.from_model_inputs(shipped, images, (64, 64), window="auto")
+
+
+def test_a_session_reads_large_windows_from_the_matching_level(shipped):
+    field = LargeFieldTimelapse(shape=(1024, 1024), n_frames=2, seed=6)
+    stack = field[:]
+    levels = [CountingArray(stack), CountingArray(stack[:, ::2, ::2]),
+              CountingArray(stack[:, ::4, ::4])]
+    session = TrackingSession(shipped, levels[0], window=600, levels=levels[1:])
+    box, gt = field.cell_mask(0, 2)
+    r, c = interior_point(gt)
+    res = session.add_points(0, 2, [[r + box[0], c + box[1]]], [1])
+    assert res.windows[0].shape == (600, 600)
+    # 600 px at level 1 is 300 px >= 256 (the model's input); at level 2 only 150
+    assert levels[0].read == 0 and levels[2].read == 0 and levels[1].read == 300 * 300
+    window, crop = res.crop_of(2)
+    truth = field.labels_region(0, *window.slices) == 2
+    assert jaccard(crop, truth) > 0.5
+
+
+def test_objects_in_the_same_window_share_its_encoding(shipped):
+    field = LargeFieldTimelapse(shape=(512, 512), n_frames=2, seed=3)
+    session = TrackingSession(shipped, field, window=128)
+    box, gt = field.cell_mask(0, 1)
+    r, c = interior_point(gt)
+    session.add_points(0, 1, [[r + box[0], c + box[1]]], [1])
+    session.add_points(0, 2, [[r + box[0], c + box[1]]], [1])  # a second object, same place
+    assert len(session.feature_cache.keys()) == 1
+    results = list(session.propagate(0))
+    assert results[1].windows[0] == results[1].windows[1]
+    assert sorted(k[0] for k in session.feature_cache.keys()) == [0, 1]  # one per frame

@@ -80,3 +80,7 @@ def test_auto_window_in_the_widget_segments_and_tracks_a_small_cell(
     assert widget._window_spin.isEnabled() and c.sessions.window == 256
     widget._window_combo.setCurrentText(WINDOW_MODES[0])
     assert c.sessions.window is None
+    # whole frame on a multiscale image: one window of the whole frame, read from level 2
+    session = c.sessions.get(c.image_layer, c.current_ref())
+    assert session.window == 1024
+    assert session.state.source.plane(0).level_for(Window.whole((1024, 1024)), 256) == 2

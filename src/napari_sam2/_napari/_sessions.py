@@ -5,7 +5,8 @@ The store creates sessions lazily with the image layer's contrast limits as inte
 Switching model or device drops every session (their features belong to the old model), and
 so does changing the window setting (``set_window``; the masks already written stay). Multiscale
 layers give their coarser levels to the session, which reads each window from the level that
-matches it (``_windows.stack_levels``).
+matches it (``_windows.stack_levels``); on such a layer "whole frame" is a window of the whole
+frame, so it too is read from the coarsest level that still gives the model its input size.
 """
 
 from __future__ import annotations
@@ -66,9 +67,13 @@ class SessionStore:
 
             check_ndim(image_shape(layer))
             frames = FrameStack(image_array(layer), ref, rgb=getattr(layer, "rgb", False))
+            levels = stack_levels(layer, ref)
+            window = self.window
+            if window is None and levels:  # the whole frame, read from the matching level
+                window = max(frames.frame_shape)
             session = TrackingSession(
                 self.model, frames, axis=0, intensity_range=intensity_range(layer),
-                window=self.window, levels=stack_levels(layer, ref) if self.window else ()
+                window=window, levels=levels if window else ()
             )
             self._sessions[key] = session
             self._layers[id(layer)] = layer
