@@ -14,8 +14,9 @@ with ``--checkpoint``):
    per cell on frames 0 and T/2 -> mean IoU; one click per cell on frame 0 propagated over
    ``--frames`` frames -> J&F (J and F on a crop around the cell and the prediction; F with
    a 1 px tolerance: the standard set's 0.008 x diagonal is 2.6 px on its 192 x 256 frames
-   for 45 px cells, and these cells are half as large). Whole frame (``window=None``) and windows (``"auto"``; more ways of following
-   the object with ``--follow``).
+   for 45 px cells, and these cells are half as large). Whole frame (``window=None``) and
+   windows (``"auto"``; more ways of following the object with ``--follow``, faster motion
+   per frame with ``--stride``).
 2. **Standard set** (bench_quality's sequences, ``training.evaluate``): click, box and J&F with
    windows off and on (``"auto"``), with the paired differences.
 3. **A 50000 x 50000 lazy uint16 image** (a dask array over ``LargeFieldTimelapse``, 512 px

@@ -30,6 +30,8 @@ from collections import OrderedDict
 import numpy as np
 from scipy import ndimage
 
+from napari_sam2.data.synthetic import shape_distance
+
 __all__ = ["LargeFieldTimelapse"]
 
 TILE = 256  # rendering tile (px)
@@ -267,13 +269,8 @@ def _render(owner, bright, c: dict, i: int, t: int, cy: float, cx: float, scale:
     if y0 >= y1 or x0 >= x1:
         return
     yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
-    dy, dx = yy - cy, xx - cx
-    phi = np.arctan2(dy, dx) - (c["theta"][i] + c["spin"][i] * t)
-    radius = a * b / np.sqrt((b * np.cos(phi)) ** 2 + (a * np.sin(phi)) ** 2)
-    wobble = 1.0
-    for k, (amp, phase, omega) in zip((2, 3, 4), c["harm"][i]):
-        wobble = wobble + amp * np.cos(k * phi + phase + omega * t)
-    s = np.sqrt(dy * dy + dx * dx) / (radius * wobble)
+    harmonics = [(k, *h) for k, h in zip((2, 3, 4), c["harm"][i])]
+    s = shape_distance(yy - cy, xx - cx, a, b, c["theta"][i] + c["spin"][i] * t, harmonics, t)
     inside = s < 1.0
     owner[y0:y1, x0:x1][inside] = i + 1
     bright[y0:y1, x0:x1][inside] = (c["level"][i] * (1.0 - 0.45 * s * s))[inside]

@@ -32,7 +32,8 @@ import numpy as np
 
 #: Window side = CONTEXT x the object's longest side: the object then spans a sixth of the
 #: model's input, as the cells of the demo model's training images (45 px in 256) do; 2.5, 4
-#: and 6 gave click IoU 0.80, 0.92 and 0.96 on 16 cells of a 2048 px field (docs/image_predictor.md).
+#: and 6 gave click IoU 0.80, 0.92 and 0.96 on 16 cells of a 2048 px field
+#: (docs/image_predictor.md, *Windows*).
 CONTEXT = 6.0
 #: Smallest window side (frame px): tiny objects keep some surroundings to be told from.
 MIN_SIDE = 64
