@@ -212,3 +212,22 @@ def test_objects_in_the_same_window_share_its_encoding(shipped):
     results = list(session.propagate(0))
     assert results[1].windows[0] == results[1].windows[1]
     assert sorted(k[0] for k in session.feature_cache.keys()) == [0, 1]  # one per frame
+
+
+def test_a_zarr_store_on_disk_gives_the_same_window_click_as_numpy(shipped, tmp_path):
+    zarr = pytest.importorskip("zarr")
+    field = LargeFieldTimelapse(shape=(1024, 1024), n_frames=1, seed=9)
+    image = field[0]
+    store = zarr.create_array(store=str(tmp_path / "field.zarr"), shape=image.shape,
+                              chunks=(256, 256), dtype=image.dtype)
+    store[:] = image
+    box, gt = field.cell_mask(0, 5)
+    r, c = interior_point(gt)
+    point = [[r + box[0], c + box[1]]]
+    p = ImagePredictor(shipped)
+    p.set_image(zarr.open_array(str(tmp_path / "field.zarr"), mode="r"), window="auto")
+    from_disk = p.predict(points=point, labels=[1])
+    p.set_image(image, window="auto")
+    in_memory = p.predict(points=point, labels=[1])
+    assert from_disk.window == in_memory.window
+    assert np.array_equal(from_disk.masks, in_memory.masks)
