@@ -226,3 +226,9 @@ def test_prompts_in_force():
     assert prompts[(0, 1)] == PointsStep(0, 1, ((1, 1), (2, 2)), (1, 0))
     assert prompts[(0, 2)] == BoxStep(0, 2, (0, 0, 3, 3), ((1, 2),), (1,))
     assert isinstance(prompts[(2, 3)], MaskStep)
+
+
+@pytest.mark.parametrize("window", [None, "auto", 256])
+def test_window_setting_round_trips(window):
+    record = SessionRecord(model="sam2_demo", image_shape=(4, 32, 32), window=window)
+    assert SessionRecord.from_json(record.to_json()).window == window

@@ -341,6 +341,14 @@ class Sam2Controller:
         return self.writer.painter(self.labels_layer)
 
     # ------------------------------------------------------------------ model
+    def set_window(self, window) -> None:
+        """Segment in windows (None: whole frames, "auto", or a side in pixels; issue 19).
+        A change starts new sessions: masks already written stay, prompts are not replayed."""
+        if self.sessions.set_window(window):
+            self.prefetcher.forget()
+            self.say("window: " + ("whole frame" if window is None else f"{window}") +
+                     " (new prompts and propagations use it)")
+
     def set_model(self, model, name: str = "custom") -> None:
         """Use an already built ``Sam2Model`` (drops all sessions and cached features)."""
         self.prefetcher.stop()

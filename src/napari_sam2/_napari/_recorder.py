@@ -85,7 +85,7 @@ class Recorder:
             translate=None if translate is None else tuple(translate)[-len(shape):],
             bfloat16=st.uses_bfloat16,
             device=str(session.device), rgb=bool(getattr(layer, "rgb", False)),
-            image_name=str(getattr(layer, "name", "")),
+            image_name=str(getattr(layer, "name", "")), window=session.window,
         )
         self._records[id(session)] = (session, record, [])
         return record

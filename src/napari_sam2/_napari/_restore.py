@@ -156,6 +156,7 @@ def rebuild(c) -> bool:
     image, layer, records = c.pending_restore
     c.pending_restore = None
     c.restoring = True
+    c.restore_notes = []
     c.prefetcher.stop()  # no frame is encoded beside the replay (it changes the intensity)
     if records[0].model != c.model_name:
         c.say(f"the session was recorded with {records[0].model}, the model now is "
@@ -167,6 +168,11 @@ def rebuild(c) -> bool:
         scratch = np.zeros(shape, np.int32)  # the records' stacks are disjoint planes of it
         for record in records:
             session = c.sessions.get(image, record_ref(record, len(shape)))
+            if session.window != record.window:  # said on the main thread, in done()
+                c.restore_notes.append(
+                    f"the session was recorded with window {record.window}, the widget's "
+                    f"window setting gives {session.window}: the rebuilt session follows the "
+                    "setting now chosen")
             c.sessions.recorder.adopt(session, record)
             if session.state.intensity_range != record.intensity_range:
                 session.set_intensity_range(record.intensity_range)
@@ -178,6 +184,8 @@ def rebuild(c) -> bool:
 
     def done(writers) -> None:
         c.restoring = False
+        while c.restore_notes:
+            c.say(c.restore_notes.pop(0))
         if layer not in c.viewer.layers:
             return
         rng = final_intensity(records[-1])

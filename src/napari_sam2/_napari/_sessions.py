@@ -2,7 +2,11 @@
 
 The store creates sessions lazily with the image layer's contrast limits as intensity range
 (what the user sees is what the model sees) and keeps them in step when the limits change.
-Switching model or device drops every session (their features belong to the old model).
+Switching model or device drops every session (their features belong to the old model), and
+so does changing the window setting (``set_window``; the masks already written stay). Multiscale
+layers give their coarser levels to the session, which reads each window from the level that
+matches it (``_windows.stack_levels``); on such a layer "whole frame" is a window of the whole
+frame, so it too is read from the coarsest level that still gives the model its input size.
 Its ``recorder`` keeps a session record per session (``_recorder.py``).
 """
 
@@ -10,6 +14,7 @@ from __future__ import annotations
 
 from napari_sam2._napari._recorder import Recorder
 from napari_sam2._napari._stack import FrameStack, StackRef, check_ndim
+from napari_sam2._napari._windows import stack_levels
 from napari_sam2.engine.session_record import IntensityStep, RemoveStep
 
 
@@ -35,6 +40,7 @@ class SessionStore:
 
     def __init__(self):
         self.model = None
+        self.window = None  # the engine's window setting: None, "auto" or a side in pixels
         self._sessions: dict[tuple[int, StackRef], object] = {}
         self._layers: dict[int, object] = {}
         self.recorder = Recorder()
@@ -43,6 +49,18 @@ class SessionStore:
         self.model = model
         self._sessions.clear()
         self.recorder.clear()
+
+    def set_window(self, window) -> bool:
+        """Use ``window`` for new sessions; drops the sessions when it changes (-> True)."""
+        from napari_sam2.engine.windows import check_window
+
+        window = check_window(window)
+        if window == self.window:
+            return False
+        self.window = window
+        self._sessions.clear()
+        self.recorder.clear()
+        return True
 
     def get(self, layer, ref: StackRef, *, create: bool = True):
         """The session of ``ref`` on ``layer`` (created when ``create``), or None."""
@@ -55,8 +73,13 @@ class SessionStore:
 
             check_ndim(image_shape(layer))
             frames = FrameStack(image_array(layer), ref, rgb=getattr(layer, "rgb", False))
+            levels = stack_levels(layer, ref)
+            window = self.window
+            if window is None and levels:  # the whole frame, read from the matching level
+                window = max(frames.frame_shape)
             session = TrackingSession(
-                self.model, frames, axis=0, intensity_range=intensity_range(layer)
+                self.model, frames, axis=0, intensity_range=intensity_range(layer),
+                window=window, levels=levels if window else ()
             )
             self._sessions[key] = session
             self._layers[id(layer)] = layer

@@ -123,18 +123,26 @@ class FrameStack:
         return self._n
 
     def __getitem__(self, frame) -> np.ndarray:
-        if isinstance(frame, tuple):  # (frame,) or (frame, ...plane index)
+        if isinstance(frame, tuple):  # (frame,) or (frame, rows, cols): only that part is read
             frame, rest = frame[0], frame[1:]
-            return self[frame][rest] if rest else self[frame]
+            if not rest:
+                return self[frame]
+            key = list(self._plane(frame))
+            key[self.ref.ndim - 2:self.ref.ndim] = (list(rest[:2]) + [slice(None)])[:2]
+            if self.rgb:
+                key[-1] = rest[2] if len(rest) > 2 else slice(0, 3)
+            return np.asarray(self.data[tuple(key)])
+        return np.asarray(self.data[self._plane(frame)])
+
+    def _plane(self, frame) -> tuple:
+        """The data index of frame ``frame``'s (H, W[, 3]) plane."""
         frame = int(frame)
         if frame < 0:
             frame += self._n
         if not 0 <= frame < self._n:
             raise IndexError(f"frame {frame} out of range for a stack of {self._n} frames")
         key = self.ref.plane_key(frame)
-        if self.rgb:
-            key = key + (slice(0, 3),)
-        return np.asarray(self.data[key])
+        return key + (slice(0, 3),) if self.rgb else key
 
 
 def frame_ranges(frames) -> str:

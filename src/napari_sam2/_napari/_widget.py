@@ -29,6 +29,7 @@ from napari_sam2._napari._controller import DEFAULT_MODEL, Sam2Controller
 from napari_sam2._napari._everything_panel import EverythingGroup
 from napari_sam2._napari._objects import ObjectRow, ObjectTable
 from napari_sam2._napari._stack import frame_ranges
+from napari_sam2._napari._windows import DEFAULT_WINDOW_PIXELS, WINDOW_MODES, window_setting
 
 if TYPE_CHECKING:
     import napari
@@ -124,7 +125,26 @@ class Sam2Widget(QWidget):
         form.addRow("checkpoint", _row(self._checkpoint_edit, self._browse_button))
         form.addRow("device", self._device_combo)
         form.addRow(self._load_button)
+        form.addRow("window", self._build_window())
         return group
+
+    def _build_window(self) -> QHBoxLayout:
+        """Whole frame / auto (from the object) / N px: small objects in large images."""
+        self._window_combo = QComboBox()
+        self._window_combo.addItems(WINDOW_MODES)
+        self._window_combo.setToolTip("Segment each object in a window around it, at native "
+                                      "pixel size (small objects in large or huge images)")
+        self._window_spin = QSpinBox()
+        self._window_spin.setRange(16, 1 << 16)
+        self._window_spin.setValue(DEFAULT_WINDOW_PIXELS)
+        self._window_spin.setSuffix(" px")
+        self._window_spin.setEnabled(False)
+        return _row(self._window_combo, self._window_spin)
+
+    def _on_window(self, *_) -> None:
+        mode = self._window_combo.currentText()
+        self._window_spin.setEnabled(mode == WINDOW_MODES[2])
+        self.controller.set_window(window_setting(mode, self._window_spin.value()))
 
     def _build_objects(self) -> QGroupBox:
         group = QGroupBox("Objects")
@@ -193,6 +213,8 @@ class Sam2Widget(QWidget):
         self._axis_combo.currentIndexChanged.connect(self._on_axis_chosen)
         self._browse_button.clicked.connect(self._on_browse)
         self._load_button.clicked.connect(self._on_load)
+        self._window_combo.currentIndexChanged.connect(self._on_window)
+        self._window_spin.editingFinished.connect(self._on_window)
         self._new_button.clicked.connect(self._on_new_object)
         self._delete_button.clicked.connect(self._on_delete)
         self._table.object_selected.connect(c.select_object)

@@ -83,6 +83,18 @@ class _Cell:
         self.theta += self.spin
 
 
+def shape_distance(dy, dx, a: float, b: float, theta: float, harmonics, t: int) -> np.ndarray:
+    """Distance from a cell's centre normalised by its outline (< 1 inside): an ellipse of
+    semi-axes (a, b) turned by ``theta``, its radius wobbling with ``harmonics`` = (k,
+    amplitude, phase, angular speed) at time ``t``. ``dy``, ``dx``: offsets from the centre."""
+    phi = np.arctan2(dy, dx) - theta
+    ellipse_r = a * b / np.sqrt((b * np.cos(phi)) ** 2 + (a * np.sin(phi)) ** 2)
+    wobble = 1.0
+    for k, amp, phase, omega in harmonics:
+        wobble = wobble + amp * np.cos(k * phi + phase + omega * t)
+    return np.sqrt(dy * dy + dx * dx) / (ellipse_r * wobble)
+
+
 def _render_cell(score: np.ndarray, owner: np.ndarray, bright: np.ndarray, cell: _Cell,
                  label: int, t: int, cy: float, cx: float) -> None:
     """Write one cell into the frame where it is the closest cell (normalised radius < 1)."""
@@ -95,13 +107,7 @@ def _render_cell(score: np.ndarray, owner: np.ndarray, bright: np.ndarray, cell:
     if y0 >= y1 or x0 >= x1:
         return
     yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
-    dy, dx = yy - cy, xx - cx
-    phi = np.arctan2(dy, dx) - cell.theta
-    ellipse_r = a * b / np.sqrt((b * np.cos(phi)) ** 2 + (a * np.sin(phi)) ** 2)
-    wobble = 1.0
-    for k, amp, phase, omega in cell.harm:
-        wobble = wobble + amp * np.cos(k * phi + phase + omega * t)
-    s = np.sqrt(dy * dy + dx * dx) / (ellipse_r * wobble)
+    s = shape_distance(yy - cy, xx - cx, a, b, cell.theta, cell.harm, t)
     sub = score[y0:y1, x0:x1]
     win = (s < 1.0) & (s < sub)
     sub[win] = s[win]

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from napari_sam2.engine import transforms as T
+from napari_sam2.engine.windows import PlaneLevels
 
 
 def _shape_of(array) -> tuple[int, ...] | None:
@@ -37,6 +38,8 @@ class ArrayFrames:
             channel axis (e.g. (H, T, W) with ``axis=1``); or a sequence of (H, W[, 3]) arrays.
         axis: the stack axis (time or z); negative values count from the end.
         read_ahead: frames read in the background ahead of the last one read (0: off).
+        levels: coarser versions of ``array`` (same layout, smaller frames), finest first,
+            as napari's multiscale levels; ``plane`` reads windows from them.
 
     Raises:
         TypeError: ``array`` is neither array-like nor a sequence.
@@ -44,7 +47,7 @@ class ArrayFrames:
             or an empty stack.
     """
 
-    def __init__(self, array, axis: int = 0, *, read_ahead: int = 2) -> None:
+    def __init__(self, array, axis: int = 0, *, read_ahead: int = 2, levels=()) -> None:
         if isinstance(array, (str, bytes)) or not hasattr(array, "__getitem__"):
             raise TypeError(
                 f"frames must be an array-like (numpy, dask, zarr) or a list of 2-D frames, "
@@ -95,6 +98,14 @@ class ArrayFrames:
             self.num_frames = int(shape[ax])
             self.frame_shape = (int(spatial[0]), int(spatial[1]))
             self.is_rgb = rgb
+        self._levels = list(levels)
+        for lv in self._levels:
+            lshape = _shape_of(lv)
+            if self._sequence or lshape is None or len(lshape) != len(_shape_of(array)) \
+                    or lshape[self._axis] != self.num_frames:
+                raise ValueError(f"levels must be arrays laid out as the frames array (stack "
+                                 f"axis {self._axis} of {self.num_frames} frames), got shape "
+                                 f"{lshape}")
         self._lock = threading.Lock()
         self._pending: dict[int, Future] = {}
         self._executor: ThreadPoolExecutor | None = None
@@ -127,6 +138,14 @@ class ArrayFrames:
                 "frames of a stack must have the same size"
             )
         return frame
+
+    def plane(self, index: int) -> PlaneLevels:
+        """Frame ``index`` as ``windows.PlaneLevels`` (all levels): nothing is read until a
+        window of it is."""
+        i = self._check_index(index)
+        if self._sequence:
+            return PlaneLevels([self._array[i]])
+        return PlaneLevels([self._array, *self._levels], index=i, axis=self._axis)
 
     def read(self, index: int, direction: int = 1) -> np.ndarray:
         """Frame ``index`` as an (H, W) or (H, W, 3) numpy array (validated).

@@ -27,6 +27,8 @@ from napari_sam2.engine.device import autocast, uses_bfloat16
 from napari_sam2.engine.postprocess import postprocess_logits
 from napari_sam2.engine.prompts import check_box, check_mask_input, check_points
 from napari_sam2.engine.types import MaskPrediction
+from napari_sam2.engine.windowed_image import WindowedImage
+from napari_sam2.engine.windows import check_window
 from napari_sam2.model.mask_decoder import DecoderCache, MaskDecoder, flat_tokens
 
 LOW_RES_CLAMP = 32.0
@@ -95,6 +97,7 @@ class ImagePredictor:
         self.bfloat16 = bfloat16
         self.fast_decoder = bool(fast_decoder) and fast_decoder_supported(model)
         self.embedding: ImageEmbedding | None = None
+        self.windowed: WindowedImage | None = None
         self._dense_pe_key: tuple | None = None
         self._dense_pe: torch.Tensor | None = None
         self._key_pe: torch.Tensor | None = None
@@ -143,8 +146,20 @@ class ImagePredictor:
                                                                no_mask, (hr0, hr1))
         return ImageEmbedding(embed, (hr0, hr1), (int(arr.shape[0]), int(arr.shape[1])), cache)
 
-    def set_image(self, image, *, intensity_range=None) -> ImageEmbedding:
-        """Encode ``image`` and keep it as ``self.embedding`` for later ``predict`` calls."""
+    def set_image(self, image, *, intensity_range=None, window=None) -> ImageEmbedding | None:
+        """Encode ``image`` and keep it as ``self.embedding`` for later ``predict`` calls.
+
+        ``window``: None (default): the whole image, encoded now. ``"auto"`` or a side in
+        pixels: the image is kept unread (any array-like, or a list of levels of a multiscale
+        image, finest first) and each ``predict`` reads and encodes only a window around its
+        prompt (``windowed_image.py``; its masks come with ``MaskPrediction.window``). Without
+        ``intensity_range`` each window is then mapped by its own min and max.
+        """
+        self.windowed = None
+        if window is not None and check_window(window) is not None:
+            self.embedding = None
+            self.windowed = WindowedImage(image, window, intensity_range)
+            return None
         self.embedding = self.encode(image, intensity_range=intensity_range)
         return self.embedding
 
@@ -169,7 +184,8 @@ class ImagePredictor:
             mask_input: (4h, 4w) logits (or (1, 4h, 4w)), typically
                 ``previous.low_res_logits[previous.best_index]``.
             multimask_output: True: three candidate masks; False: one.
-            embedding: an ``ImageEmbedding`` from ``encode``; default ``self.embedding``.
+            embedding: an ``ImageEmbedding`` from ``encode``; default ``self.embedding`` (or,
+                after ``set_image(..., window=...)``, the window the prompt needs).
             multimask: alias of ``multimask_output`` (wins when given).
 
         Coordinates may lie anywhere in the image's extent, -0.5 <= row <= H and
@@ -177,10 +193,15 @@ class ImagePredictor:
 
         Returns:
             ``MaskPrediction`` with M = 3 or 1: masks (M, H, W) bool, iou_scores (M,),
-            low_res_logits (M, 4h, 4w) clamped to +-32, object_score_logits.
+            low_res_logits (M, 4h, 4w) clamped to +-32, object_score_logits; in window mode
+            masks (M, h, w) of ``window`` (``best_in_frame(hw)`` places the best one).
         """
         if multimask is not None:
             multimask_output = multimask
+        if embedding is None and self.windowed is not None:
+            return self.windowed.predict(self, points=points, labels=labels, box=box,
+                                         mask_input=mask_input,
+                                         multimask_output=bool(multimask_output))
         emb = embedding if embedding is not None else self.embedding
         if emb is None:
             raise RuntimeError("no image: call set_image(image) first, or pass embedding=")

@@ -35,6 +35,8 @@ class FrameOutput:
         from_prompt: the mask came from user input (its memory binarises the mask, as Meta's
             ``is_mask_from_pts``); False for tracked frames (sigmoid).
         memory: (1, Cm, h, w) bfloat16 memory features, or None while not computed / evicted.
+        window: the ``windows.Window`` of the frame that ``low_res`` and ``memory`` cover;
+            None: the whole frame.
     """
 
     low_res: torch.Tensor
@@ -42,6 +44,7 @@ class FrameOutput:
     score: torch.Tensor
     from_prompt: bool
     memory: torch.Tensor | None = None
+    window: object = None
 
     @property
     def present(self) -> bool:
@@ -79,6 +82,7 @@ class ObjectTrack:
     temp_cond: dict[int, FrameOutput] = field(default_factory=dict)
     temp_non_cond: dict[int, FrameOutput] = field(default_factory=dict)
     tracked: dict[int, bool] = field(default_factory=dict)  # frame -> tracked in reverse
+    side: int | None = None  # window side (frame px) in a session with windows
 
     # ------------------------------------------------------------------ queries
     def output(self, frame: int) -> FrameOutput | None:

@@ -27,6 +27,7 @@ import torch
 from napari_sam2.engine.object_track import ObjectTrack
 from napari_sam2.engine.tracking_state import TrackingState
 from napari_sam2.engine.types import FrameResult
+from napari_sam2.engine.window_tracking import follow_window
 
 
 def check_stop_after_absent(value) -> int | None:
@@ -136,7 +137,9 @@ def _step(state: TrackingState, tracks: list[ObjectTrack], frame: int,
     outs = [t.cond.get(frame) for t in tracks]
     shown = [None if o is None else o.low_res for o in outs]
     todo = [i for i, o in enumerate(outs) if o is None]
-    if todo:
+    if todo and state.window is not None:
+        _track_in_windows(state, tracks, frame, reverse, todo, outs, shown)
+    elif todo:
         # kept while the cache has room (a second run over the same frames encodes nothing
         # again); never at the cost of the clicked and prefetched frames already there
         feats = state.frame_features(frame, store=True, evict=False, direction=direction)
@@ -162,6 +165,33 @@ def _step(state: TrackingState, tracks: list[ObjectTrack], frame: int,
         track.tracked[frame] = reverse
         track.evict_memories(lambda t: abs(t - frame) <= window)
     return state.result(frame, tracks, outs, shown)
+
+
+def _track_in_windows(state: TrackingState, tracks: list[ObjectTrack], frame: int,
+                      reverse: bool, todo: list[int], outs: list, shown: list) -> None:
+    """The tracked objects of ``frame`` in a session with windows: each in the window that
+    follows it (``window_tracking.follow_window``); objects with the same window (and memory
+    size) share its encoding and run together. Fills ``outs`` and ``shown`` at ``todo``."""
+    tracker = state.tracker
+    groups = defaultdict(list)
+    plans = {}
+    for i in todo:
+        window = follow_window(tracks[i], frame, reverse, state.frame_shape, tracker.image_size)
+        plans[i] = tracker.plan(tracks[i], frame, reverse, state.num_frames)
+        groups[(window, plans[i].shape_key)].append(i)
+    for (window, _), group in groups.items():
+        feats = state.frame_features(frame, store=True, evict=False,
+                                     direction=-1 if reverse else 1, window=window)
+        state.recent = ((frame, window), feats)
+        with torch.inference_mode(), state.autocast():
+            for members in _chunks(group, state.device):
+                new, logits = tracker.track(feats, [plans[i] for i in members],
+                                            [tracks[i] for i in members],
+                                            state.num_frames, state.memory_of)
+                for k, (i, out) in enumerate(zip(members, new)):
+                    out.window = window
+                    outs[i] = out
+                    shown[i] = logits[k:k + 1]
 
 
 def run_propagation(state: TrackingState, tracks: list[ObjectTrack], order: list[int],

@@ -37,6 +37,22 @@ from napari_sam2.engine.propagation import (
 from napari_sam2.engine.tracker import Tracker
 from napari_sam2.engine.tracking_state import TrackingState, check_obj_id
 from napari_sam2.engine.types import FrameResult
+from napari_sam2.engine.window_tracking import move_prompt, prompt_window
+from napari_sam2.engine.windowed_image import prompt_extent
+from napari_sam2.engine.windows import check_window, mask_box
+
+
+def prompt_to_model(pts, lab, bx, hw, image_size) -> PointPrompt:
+    """Points (N, 2) (row, col) and / or a box in an (H, W) image -> the model's prompt: box
+    corners first (labels 2, 3), then the clicks, in (x, y) model-input pixels."""
+    coords, codes = [], []
+    if bx is not None:
+        coords.append(T.box_to_model_points(bx, hw, image_size))
+        codes.append(np.array([T.BOX_TOP_LEFT_LABEL, T.BOX_BOTTOM_RIGHT_LABEL], np.int32))
+    if pts is not None:
+        coords.append(T.points_to_model(pts, hw, image_size))
+        codes.append(lab.astype(np.int32))
+    return PointPrompt(np.concatenate(coords), np.concatenate(codes))
 
 
 class TrackingSession:
@@ -65,19 +81,34 @@ class TrackingSession:
             with AVX512-BF16 / AMX; see ``engine/device.py``); False: float32; True: bfloat16.
         feature_cache: share another session's ``feature_cache`` (same frames, same model
             and intensity mapping only), e.g. to compare settings without re-encoding.
+        window: None (default): every frame is seen whole, resized to the model's input.
+            ``"auto"`` or a side in pixels: each object is segmented in a window around it
+            that follows it along the stack (docs/tracking.md, *Windows*); only windows are
+            read, and results carry window-sized logits with their windows. Without
+            ``intensity_range`` each window is mapped by its own min and max.
+        levels: coarser levels of ``frames`` (same layout), finest first, as napari's
+            multiscale data: a window is read from the coarsest level that still gives the
+            model its input size.
     """
 
     def __init__(self, model, frames, *, axis: int = 0, intensity_range=None,
                  corrections_as_conditioning: bool = True, feature_cache_bytes: int = 1 << 30,
                  memory_window: int | None = None, read_ahead: int = 2,
-                 bfloat16: bool | None = None, feature_cache: FeatureCache | None = None) -> None:
+                 bfloat16: bool | None = None, feature_cache: FeatureCache | None = None,
+                 window=None, levels=()) -> None:
+        window = check_window(window)
         if isinstance(frames, (ArrayFrames, ModelInputFrames)):
             source = frames
         else:
-            source = ArrayFrames(frames, axis, read_ahead=read_ahead)
+            source = ArrayFrames(frames, axis, read_ahead=0 if window else read_ahead,
+                                 levels=levels)
+        if window is not None and not isinstance(source, ArrayFrames):
+            raise ValueError("windows need frames to read from: model-ready inputs are already "
+                             "resized; use window=None")
         self._init(model, source, intensity_range, corrections_as_conditioning,
                    feature_cache if feature_cache is not None else feature_cache_bytes,
                    memory_window, bfloat16)
+        self._state.window = window
 
     @classmethod
     def from_model_inputs(cls, model, images, video_size, **kwargs) -> TrackingSession:
@@ -178,8 +209,13 @@ class TrackingSession:
 
     # ------------------------------------------------------------------ features
     def encode_frame(self, frame: int) -> None:
-        """Compute and cache ``frame``'s image features (thread-safe; for prefetching)."""
+        """Compute and cache ``frame``'s image features (thread-safe; for prefetching).
+
+        With windows this does nothing: a window is known only from a prompt, and a whole
+        frame may be far too large to read."""
         f = self._state.check_frame(frame)
+        if self._state.window is not None:
+            return
         self._state.frame_features(f, store=True)
 
     def set_intensity_range(self, intensity_range) -> None:
@@ -194,11 +230,18 @@ class TrackingSession:
             st.features.clear()
 
     # ------------------------------------------------------------------ prompts
-    def _prompt(self, frame, obj_id, compute, *, others: bool = True) -> FrameResult:
+    @property
+    def window(self):
+        """The window setting: None (whole frames), ``"auto"`` or a side in pixels."""
+        return self._state.window
+
+    def _prompt(self, frame, obj_id, compute, extent=None, clicks=False, *,
+                others: bool = True) -> FrameResult:
         """Common bookkeeping of add_points / add_box / add_mask.
 
-        ``compute(feats, track, is_init, reverse, prev_logits)`` returns the ``FrameOutput``
-        and a function that commits the prompt to the track. Nothing changes on error.
+        ``compute(feats, track, is_init, reverse, prev_logits, window)`` returns the
+        ``FrameOutput`` and a function that commits the prompt to the track. Nothing changes
+        on error. ``extent`` (r0, c0, r1, c1) and ``clicks`` place the window, if any.
         ``others``: the result holds every object with an output on the frame (False: only
         this one).
         """
@@ -212,11 +255,26 @@ class TrackingSession:
             as_cond = is_init or self.corrections_as_conditioning
             temp = track.temp_cond if as_cond else track.temp_non_cond
             prev = temp.get(f) or track.cond.get(f) or track.non_cond.get(f)
-            feats = st.frame_features(f, store=True)
-            with torch.inference_mode(), st.autocast():
-                out, commit = compute(feats, track, is_init, reverse,
-                                      None if prev is None else prev.low_res)
+
+            def run(window):
+                feats = st.frame_features(f, store=True, window=window)
+                same = prev is not None and prev.window == window
+                with torch.inference_mode(), st.autocast():
+                    out, commit = compute(feats, track, is_init, reverse,
+                                          prev.low_res if same else None, window)
+                out.window = window
+                return out, commit
+
+            side = None
+            if st.window is None:
+                out, commit = run(None)
+            else:
+                (out, commit), _, side = prompt_window(
+                    st.window, track, f, extent, self.frame_shape, st.tracker.image_size,
+                    run, clicks=clicks)
             commit()
+            if side is not None:
+                track.side = side
             track.store_prompt_output(f, out, as_cond)
             st.tracks[oid] = track
             return st.result(f, [t for _, t in sorted(st.tracks.items())] if others
@@ -243,18 +301,22 @@ class TrackingSession:
             raise ValueError("a box must come first: use clear=True when passing a box")
         tracker = self._state.tracker
         S = tracker.image_size
-        coords, codes = [], []
-        if bx is not None:
-            coords.append(T.box_to_model_points(bx, hw, S))
-            codes.append(np.array([T.BOX_TOP_LEFT_LABEL, T.BOX_BOTTOM_RIGHT_LABEL], np.int32))
-        if pts is not None:
-            coords.append(T.points_to_model(pts, hw, S))
-            codes.append(lab.astype(np.int32))
-        new = PointPrompt(np.concatenate(coords), np.concatenate(codes))
+
+        def prompt_in(window) -> PointPrompt:  # the prompt in model pixels of the window
+            if window is None:
+                return prompt_to_model(pts, lab, bx, hw, S)
+            return prompt_to_model(None if pts is None else window.to_local(pts), lab,
+                                   None if bx is None else window.box_to_local(bx),
+                                   window.shape, S)
+
         f = self._state.check_frame(frame)
 
-        def compute(feats, track, is_init, reverse, prev_logits):
+        def compute(feats, track, is_init, reverse, prev_logits, window):
+            new = prompt_in(window)
             old = track.points.get(f)
+            shown = track.output(f)
+            if old is not None and not clear and shown is not None and shown.window != window:
+                old = move_prompt(old, shown.window, window, S)
             prompt = new if clear or old is None else old.extended(new.coords, new.labels)
             out = tracker.points(
                 feats, track, f, coords=prompt.coords, labels=prompt.labels,
@@ -266,7 +328,8 @@ class TrackingSession:
                 track.mask_frames.discard(f)
             return out, commit
 
-        return self._prompt(f, obj_id, compute)
+        return self._prompt(f, obj_id, compute, extent=prompt_extent(pts, lab, bx),
+                            clicks=bx is None)
 
     def add_box(self, frame: int, obj_id: int, box, *, points=None, labels=None) -> FrameResult:
         """A box (r0, c0, r1, c1) prompt (optionally with clicks) for one object."""
@@ -294,8 +357,9 @@ class TrackingSession:
         st = self._state
         f = st.check_frame(frame)
 
-        def compute(feats, track, is_init, reverse, prev_logits):
-            out = st.tracker.mask(feats, track, f, mask=m, is_init=is_init, reverse=reverse,
+        def compute(feats, track, is_init, reverse, prev_logits, window):
+            crop = m if window is None else window.crop(m)
+            out = st.tracker.mask(feats, track, f, mask=crop, is_init=is_init, reverse=reverse,
                                   num_frames=self.num_frames, memory_of=st.memory_of)
 
             def commit():
@@ -303,7 +367,11 @@ class TrackingSession:
                 track.mask_frames.add(f)
             return out, commit
 
-        return self._prompt(f, obj_id, compute, others=others)
+        extent = mask_box(m) if st.window is not None else None
+        if st.window is not None and extent is None:
+            raise ValueError(f"the mask of object {obj_id} on frame {f} is empty: a session with "
+                             "windows places the window on the mask; give a mask with pixels")
+        return self._prompt(f, obj_id, compute, extent=extent, others=others)
 
     # ------------------------------------------------------------------ results
     def result(self, frame: int, obj_ids=None) -> FrameResult:

@@ -265,6 +265,8 @@ class SessionRecord:
         device: the device the session ran on (for information: replay picks its own).
         rgb: whether the image has a trailing colour axis.
         image_name: the image layer's name (for information).
+        window: the session's window (issue 19): None for whole frames, "auto", or a side in
+            pixels; replay builds its session with the same.
     """
 
     steps: list = field(default_factory=list)
@@ -281,6 +283,7 @@ class SessionRecord:
     device: str = ""
     rgb: bool = False
     image_name: str = ""
+    window: int | str | None = None
 
     def __post_init__(self):
         self.steps = list(self.steps)
@@ -323,7 +326,7 @@ class SessionRecord:
             "intensity_range": _list(self.intensity_range), "scale": _list(self.scale),
             "translate": _list(self.translate), "software_version": self.software_version,
             "bfloat16": self.bfloat16, "device": self.device, "rgb": self.rgb,
-            "image_name": self.image_name,
+            "image_name": self.image_name, "window": self.window,
             "steps": [step_to_dict(s) for s in self.steps],
         }
 

@@ -61,7 +61,11 @@ class TrackingState:
         tracks: object id -> ``ObjectTrack`` (prompts, outputs, memory bank).
         lock: guards ``tracks`` and the outputs in them (re-entrant).
         recent: (frame, features) of the frame being propagated, which propagation does not
-            put in ``features``; None outside a propagation step.
+            put in ``features``; None outside a propagation step. With windows the key is
+            (frame, window).
+        window: None (whole frames, the default), ``"auto"`` or a side in pixels: each object
+            is segmented in a window around it (``window_tracking.py``); features are then
+            cached per (frame, window), so objects sharing a window share its encoding.
     """
 
     tracker: Tracker
@@ -73,6 +77,7 @@ class TrackingState:
     tracks: dict[int, ObjectTrack] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock)
     recent: tuple[int, FrameFeatures] | None = None
+    window: int | str | None = None
 
     # ------------------------------------------------------------------ frames
     @property
@@ -115,29 +120,37 @@ class TrackingState:
         """The autocast context of the model steps (bfloat16 per ``bfloat16``)."""
         return autocast(self.device, enabled=self.bfloat16)
 
-    def _compute_features(self, frame: int, direction: int) -> FrameFeatures:
-        x = self.source.model_input(frame, direction, image_size=self.tracker.image_size,
-                                    device=self.device, intensity_range=self.intensity_range)
+    def _compute_features(self, frame: int, direction: int, window=None) -> FrameFeatures:
+        S = self.tracker.image_size
+        if window is None:
+            x = self.source.model_input(frame, direction, image_size=S, device=self.device,
+                                        intensity_range=self.intensity_range)
+        else:  # only the window is read, from the level that matches its pixel size
+            pixels, _ = self.source.plane(frame).read(window, S)
+            x = T.preprocess_image(T.check_image(pixels, f"frame {frame} {window}"), S,
+                                   intensity_range=self.intensity_range, device=self.device)
         with torch.inference_mode(), self.autocast():
             return self.tracker.encode(x)
 
     def frame_features(self, frame: int, *, store: bool, evict: bool = True,
-                       direction: int = 1) -> FrameFeatures:
-        """Image features of ``frame``: ``recent`` if it is that frame, else from the cache
-        (computed on a miss, and kept there when ``store``; with ``evict=False`` only if the
-        cache has room without dropping another frame). ``direction``: the way frames are
-        being read (for read-ahead)."""
+                       direction: int = 1, window=None) -> FrameFeatures:
+        """Image features of ``frame`` (of its ``window``, None: the whole frame): ``recent``
+        if it is that frame, else from the cache (computed on a miss, and kept there when
+        ``store``; with ``evict=False`` only if the cache has room without dropping another
+        frame). ``direction``: the way frames are being read (for read-ahead)."""
+        key = frame if window is None else (frame, window)
         recent = self.recent
-        if recent is not None and recent[0] == frame:
+        if recent is not None and recent[0] == key:
             return recent[1]
         return self.features.get_or_compute(
-            frame, lambda: self._compute_features(frame, direction), store=store, evict=evict)
+            key, lambda: self._compute_features(frame, direction, window), store=store,
+            evict=evict)
 
     def memory_of(self, track: ObjectTrack, frame: int) -> torch.Tensor:
         """Memory features of ``frame`` in ``track``'s bank, recomputed if evicted."""
         out = track.bank_output(frame)
         if out.memory is None:
-            feats = self.frame_features(frame, store=False)
+            feats = self.frame_features(frame, store=False, window=out.window)
             out.memory = self.tracker.encode_memory(feats, out)
         return out.memory
 
@@ -148,7 +161,7 @@ class TrackingState:
         ``outs`` / ``logits``: per track, outputs and (1, 1, 4h, 4w) logits to show instead of
         the stored ones (the float32 values of a step just computed).
         """
-        ids, lows, scores = [], [], []
+        ids, lows, scores, windows = [], [], [], []
         for i, track in enumerate(tracks):
             out = outs[i] if outs is not None else track.output(frame)
             if out is None:
@@ -157,7 +170,14 @@ class TrackingState:
             low = logits[i] if logits is not None else out.low_res
             lows.append(low.float())
             scores.append(float(out.score.reshape(-1)[0]))
+            windows.append(out.window)
         h, w = self.frame_shape
+        if self.window is not None:  # window-sized logits only: nothing of frame size
+            with torch.inference_mode():
+                crops = [T.upsample_logits(low, win.shape)[0, 0].cpu().numpy()
+                         .astype(np.float32, copy=False) for low, win in zip(lows, windows)]
+            return FrameResult(frame, ids, crops, np.asarray(scores, np.float32),
+                               windows=windows, frame_shape=(h, w))
         if not ids:
             return FrameResult(frame, [], np.zeros((0, h, w), np.float32),
                                np.zeros((0,), np.float32))

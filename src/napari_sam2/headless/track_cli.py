@@ -233,7 +233,8 @@ def track_one(record, view, output, *, model_name, checkpoint=None, device="auto
 
         model = load_model(model_name, checkpoint, device=device)
     session = TrackingSession(model, view, intensity_range=record.intensity_range,
-                              bfloat16=record.bfloat16, feature_cache_bytes=FEATURE_CACHE_BYTES)
+                              bfloat16=record.bfloat16, feature_cache_bytes=FEATURE_CACHE_BYTES,
+                              window=record.window)
     bar = None
     if progress:
         from tqdm import tqdm

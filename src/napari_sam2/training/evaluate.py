@@ -118,9 +118,11 @@ def bootstrap_ci(means, counts, *, level: float = 0.95, n_boot: int = 4000,
 
 
 def click_and_box_iou(model, *, n_sequences: int = IMAGE_SEQUENCES, frames=(0, 8),
-                      seed: int = HELD_OUT_SEED, details: list | None = None
-                      ) -> tuple[float, float]:
+                      seed: int = HELD_OUT_SEED, details: list | None = None,
+                      window=None) -> tuple[float, float]:
     """Mean IoU of one interior click (best of the multimask output) and of the cell's box.
+
+    ``window``: the image predictor's window setting (None: whole frames; docs/image_predictor.md, *Windows*).
 
     ``details``, if given, receives one dict per object: seed, frame, label, area, whether it
     touches another cell, click IoU and box IoU.
@@ -132,7 +134,7 @@ def click_and_box_iou(model, *, n_sequences: int = IMAGE_SEQUENCES, frames=(0, 8
     for i in range(n_sequences):
         images, labels = _sequence(seed + i, max(frames) + 1)
         for t in frames:
-            predictor.set_image(images[t])
+            predictor.set_image(images[t], window=window)
             for k in np.unique(labels[t]):
                 if k == 0:
                     continue
@@ -141,11 +143,11 @@ def click_and_box_iou(model, *, n_sequences: int = IMAGE_SEQUENCES, frames=(0, 8
                     continue
                 r, c = interior_point(gt)
                 pred = predictor.predict(points=[[r, c]], labels=[1], multimask_output=True)
-                clicks.append(jaccard(pred.best, gt))
+                clicks.append(jaccard(pred.best_in_frame(gt.shape), gt))
                 rows, cols = np.nonzero(gt)
                 box = (rows.min(), cols.min(), rows.max(), cols.max())
                 pred = predictor.predict(box=box, multimask_output=False)
-                boxes.append(jaccard(pred.best, gt))
+                boxes.append(jaccard(pred.best_in_frame(gt.shape), gt))
                 if details is not None:
                     details.append({"seed": seed + i, "frame": t, "label": int(k),
                                     "area": int(gt.sum()),
@@ -155,14 +157,15 @@ def click_and_box_iou(model, *, n_sequences: int = IMAGE_SEQUENCES, frames=(0, 8
 
 
 def propagation_jf(model, *, n_sequences: int = VIDEO_SEQUENCES, n_frames: int = 16,
-                   seed: int = HELD_OUT_SEED + 100) -> Quality:
-    """One interior click per cell on frame 0, propagated forward through ``n_frames``."""
+                   seed: int = HELD_OUT_SEED + 100, window=None) -> Quality:
+    """One interior click per cell on frame 0, propagated forward through ``n_frames``
+    (``window``: the session's window setting; None: whole frames)."""
     from napari_sam2.engine import TrackingSession
 
     js, fs, found, absent_ok, per_seq = [], [], [], [], []
     for i in range(n_sequences):
         images, labels = _sequence(seed + i, n_frames)
-        session = TrackingSession(model, images)
+        session = TrackingSession(model, images, window=window)
         ids = [int(k) for k in np.unique(labels[0]) if k != 0 and (labels[0] == k).sum() >= 50]
         for k in ids:
             r, c = interior_point(labels[0] == k)
