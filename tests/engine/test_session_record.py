@@ -171,7 +171,7 @@ def test_replay_equals_the_direct_calls(model, cells):
                 direct.add_box(3, 2, steps[1].box)]
     expected += list(propagate_passes(direct, 3, direction="both"))
     expected.append(direct.add_points(5, 1, [p1, (p1[0] + 3, p1[1])], [1, 0]))
-    expected.append(direct.add_mask(1, 3, truth[1] == 3))
+    expected.append(direct.add_mask(1, 3, truth[1] == 3, others=False))  # as the widget
     expected += list(propagate_passes(direct, 1, obj_ids=[3], limit=2))
 
     fresh = TrackingSession(model, images, intensity_range=rng, bfloat16=False)
