@@ -33,6 +33,7 @@ from napari_sam2.engine import transforms as T
 from napari_sam2.engine.device import autocast, uses_bfloat16
 from napari_sam2.engine.feature_cache import FeatureCache, FrameFeatures
 from napari_sam2.engine.frames import ArrayFrames, ModelInputFrames
+from napari_sam2.engine.lineage import Lineage
 from napari_sam2.engine.object_track import ObjectTrack
 from napari_sam2.engine.tracker import Tracker
 from napari_sam2.engine.types import FrameResult
@@ -62,6 +63,9 @@ class TrackingState:
         lock: guards ``tracks`` and the outputs in them (re-entrant).
         recent: (frame, features) of the frame being propagated, which propagation does not
             put in ``features``; None outside a propagation step.
+        lineage: the objects' frame ranges and parents (``lineage.py``); the loop computes an
+            object only on frames its lineage allows (not after a division, a daughter not
+            before it). Changed under ``lock`` by the session and ``division.py``.
     """
 
     tracker: Tracker
@@ -73,6 +77,7 @@ class TrackingState:
     tracks: dict[int, ObjectTrack] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock)
     recent: tuple[int, FrameFeatures] | None = None
+    lineage: Lineage = field(default_factory=Lineage)
 
     # ------------------------------------------------------------------ frames
     @property
