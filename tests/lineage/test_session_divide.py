@@ -76,6 +76,9 @@ def test_divide_by_hand(model, seq, cache):
         s.add_points(20, 1, [[10, 10]], [1])
     with pytest.raises(ValueError, match="outside"):  # nor a daughter before its start
         s.add_points(5, 5, [[10, 10]], [1])
+    s.remove_object(5)
+    s.remove_object(6)  # removing both daughters undoes the division
+    assert s.lineage.tracks[1].end is None and s.lineage.allows(1, 20)
 
 
 def test_divide_refusals_change_nothing(model, seq, cache):
