@@ -114,6 +114,10 @@ def test_find_split_rule():
     a, b = find_split(mask, 200, rule)
     assert a.sum() + b.sum() == mask.sum()
     assert find_split(mask, 200, DivisionRule(min_gap=5)) is None  # 3 pixels apart
+    neighbour = np.zeros_like(mask)
+    neighbour[5:15, 17:30] = True  # the second part lies on another object's mask
+    assert find_split(mask, 200, rule, others=neighbour) is None
+    assert find_split(mask, 200, rule, others=np.zeros_like(mask)) is not None
     with pytest.raises(ValueError, match="min_fraction"):
         DivisionRule(min_fraction=0.6)
 
