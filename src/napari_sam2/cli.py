@@ -24,6 +24,7 @@ SUBCOMMANDS = {
     "segment": "napari_sam2.segment_cli",
     "track": "napari_sam2.headless.track_cli",
     "batch": "napari_sam2.headless.batch_cli",
+    "export": "napari_sam2.lineage_cli",
 }
 
 #: exit status of a bad option or input (argparse's own) and of an interrupted command

@@ -1,6 +1,8 @@
 """Deterministic synthetic microscopy data (numpy + scipy only)."""
 
+from napari_sam2.data.dividing import make_dividing_timelapse
 from napari_sam2.data.large_field import LargeFieldTimelapse
 from napari_sam2.data.synthetic import make_cell_timelapse, make_ellipsoid_volume
 
-__all__ = ["LargeFieldTimelapse", "make_cell_timelapse", "make_ellipsoid_volume"]
+__all__ = ["LargeFieldTimelapse", "make_cell_timelapse", "make_dividing_timelapse",
+           "make_ellipsoid_volume"]

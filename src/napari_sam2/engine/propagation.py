@@ -210,7 +210,9 @@ def run_propagation(state: TrackingState, tracks: list[ObjectTrack], order: list
                 if any(state.tracks.get(t.obj_id) is not t for t in tracks):
                     raise RuntimeError("objects were removed or the session was reset during "
                                        "propagation; start a new propagation")
-                result = _step(state, stops.active(tracks, frame), frame, reverse)
+                active = [t for t in stops.active(tracks, frame)
+                          if state.lineage.allows(t.obj_id, frame)]
+                result = _step(state, active, frame, reverse)
             stops.update(result)
             yield result
             if stops.finished(index):

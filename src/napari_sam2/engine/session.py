@@ -24,9 +24,11 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from napari_sam2.engine import division
 from napari_sam2.engine import transforms as T
 from napari_sam2.engine.feature_cache import FeatureCache
 from napari_sam2.engine.frames import ArrayFrames, ModelInputFrames
+from napari_sam2.engine.lineage import Lineage
 from napari_sam2.engine.object_track import ObjectTrack, PointPrompt
 from napari_sam2.engine.prompts import check_box, check_points
 from napari_sam2.engine.propagation import (
@@ -159,6 +161,12 @@ class TrackingSession:
         self._state.memory_window = value
 
     @property
+    def lineage(self) -> Lineage:
+        """Frame ranges and parents of the objects (``lineage.py``): an object joins on its
+        first prompt; ``divide`` ends the parent and adds the daughters."""
+        return self._state.lineage
+
+    @property
     def num_frames(self) -> int:
         return self._state.num_frames
 
@@ -249,6 +257,12 @@ class TrackingSession:
         f = st.check_frame(frame)
         oid = check_obj_id(obj_id)
         with st.lock:
+            if not st.lineage.allows(oid, f):
+                seg = st.lineage.tracks[oid]
+                span = f"{seg.start}..{'the end' if seg.end is None else seg.end}"
+                raise ValueError(f"object {oid} exists on frames {span} only (a division); "
+                                 f"frame {f} is outside: prompt its parent or daughters there "
+                                 "instead")
             track = st.tracks.get(oid) or ObjectTrack(oid)
             is_init = f not in track.tracked
             reverse = False if is_init else track.tracked[f]
@@ -277,6 +291,7 @@ class TrackingSession:
                 track.side = side
             track.store_prompt_output(f, out, as_cond)
             st.tracks[oid] = track
+            st.lineage.add(oid, f)
             return st.result(f, [t for _, t in sorted(st.tracks.items())] if others
                              else [track])
 
@@ -387,7 +402,9 @@ class TrackingSession:
         """Forget an object: its prompts and outputs."""
         st = self._state
         with st.lock:
-            st.tracks.pop(st.track(obj_id).obj_id)
+            oid = st.tracks.pop(st.track(obj_id).obj_id).obj_id
+            if oid in st.lineage:
+                st.lineage.remove(oid)
 
     def clear_frame(self, frame: int, obj_id: int | None = None) -> None:
         """Remove the prompts on ``frame`` (of one object, or of all).
@@ -406,11 +423,20 @@ class TrackingSession:
         """Forget all objects, prompts and outputs (cached features are kept)."""
         with self._state.lock:
             self._state.tracks.clear()
+            self._state.lineage.clear()
+
+    def divide(self, frame: int, parent_id: int, daughters) -> FrameResult:
+        """``parent_id`` divides on ``frame``: its track ends on ``frame - 1`` (its prompts
+        and outputs from ``frame`` on are removed) and each of ``daughters`` ({new id: (H, W)
+        bool mask}) becomes a new object with that mask prompt on ``frame``, its parent
+        recorded in ``lineage``. Nothing changes on error. See ``division.py``."""
+        return division.divide(self, frame, parent_id, daughters)
 
     # ------------------------------------------------------------------ propagation
     def propagate(self, start: int | None = None, *, reverse: bool = False,
                   max_frames: int | None = None, obj_ids=None,
-                  stop_after_absent: int | None = None) -> Iterator[FrameResult]:
+                  stop_after_absent: int | None = None,
+                  divisions: division.DivisionRule | None = None) -> Iterator[FrameResult]:
         """Track objects frame by frame from ``start``; yields a ``FrameResult`` per frame.
 
         Args:
@@ -429,6 +455,9 @@ class TrackingSession:
                 it has a conditioning output (a prompt): that frame is shown and tracking goes
                 on from it. The run ends once every object has stopped with no prompt ahead.
                 None (default): every object on every frame, as Meta's predictor.
+            divisions: a ``DivisionRule`` to find and apply cell divisions while going
+                forward (``division.propagate_with_divisions``; frames after a division are
+                yielded again with the daughters); None (default): no divisions.
 
         Raises (at the call, before anything changes):
             ValueError: no objects, an object without prompts, bad start, max_frames or
@@ -438,6 +467,12 @@ class TrackingSession:
         and the session stays usable.
         """
         stop = check_stop_after_absent(stop_after_absent)
+        if divisions is not None and not reverse:
+            with self._state.lock:  # validate now, as the plain call does
+                plan_propagation(self._state, start, reverse, max_frames, obj_ids)
+            return division.propagate_with_divisions(
+                self, start, rule=divisions, max_frames=max_frames, obj_ids=obj_ids,
+                stop_after_absent=stop)
         with self._state.lock:
             tracks, order = plan_propagation(self._state, start, reverse, max_frames, obj_ids)
         return run_propagation(self._state, tracks, order, bool(reverse), stop)

@@ -33,6 +33,7 @@ from napari_sam2.engine import transforms as T
 from napari_sam2.engine.device import autocast, uses_bfloat16
 from napari_sam2.engine.feature_cache import FeatureCache, FrameFeatures
 from napari_sam2.engine.frames import ArrayFrames, ModelInputFrames
+from napari_sam2.engine.lineage import Lineage
 from napari_sam2.engine.object_track import ObjectTrack
 from napari_sam2.engine.tracker import Tracker
 from napari_sam2.engine.types import FrameResult
@@ -66,6 +67,9 @@ class TrackingState:
         window: None (whole frames, the default), ``"auto"`` or a side in pixels: each object
             is segmented in a window around it (``window_tracking.py``); features are then
             cached per (frame, window), so objects sharing a window share its encoding.
+        lineage: the objects' frame ranges and parents (``lineage.py``); the loop computes an
+            object only on frames its lineage allows (not after a division, a daughter not
+            before it). Changed under ``lock`` by the session and ``division.py``.
     """
 
     tracker: Tracker
@@ -78,6 +82,7 @@ class TrackingState:
     lock: threading.RLock = field(default_factory=threading.RLock)
     recent: tuple[int, FrameFeatures] | None = None
     window: int | str | None = None
+    lineage: Lineage = field(default_factory=Lineage)
 
     # ------------------------------------------------------------------ frames
     @property
