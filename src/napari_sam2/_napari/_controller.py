@@ -30,6 +30,7 @@ import numpy as np
 from psygnal import Signal
 
 from napari_sam2._napari._clicks import Segmenter
+from napari_sam2._napari._division import Divider, DivisionMark
 from napari_sam2._napari._layers import (
     LabelsWriter,
     SamPainter,
@@ -43,6 +44,7 @@ from napari_sam2._napari._prompts import PromptLayers
 from napari_sam2._napari._sessions import SessionStore, image_shape
 from napari_sam2._napari._stack import StackRef, check_ndim, non_spatial_axes, stack_ref
 from napari_sam2._napari._tracking import Tracker
+from napari_sam2._napari._tracks import LINEAGE_KEY, TracksView, lineage_record, saved_parents
 from napari_sam2._napari._workers import JobQueue, WorkerFactory, napari_worker
 
 DEFAULT_MODEL = "sam2.1_hiera_tiny"
@@ -100,7 +102,7 @@ class Sam2Controller:
         self.model_name: str | None = None
         self.feedback = Feedback(
             say=self.say, error=self._error, busy=self.busy_changed.emit,
-            progress=self.progress.emit, written=self.record_provenance,
+            progress=self._on_progress, written=self._after_write,
             objects_changed=self.objects_changed.emit, exists=lambda layer: layer in viewer.layers,
         )
         self.sessions = SessionStore()
@@ -115,6 +117,11 @@ class Sam2Controller:
             progress_bar=napari_progress_bar if activity_bar else None,
         )
         self.prompts = PromptLayers(viewer, self._on_point, self._on_box, self._on_points_removed)
+        self.divider = Divider(self.jobs, self.sessions, self.writer, self.feedback)
+        self.division: DivisionMark | None = None  # a division being marked (docs/plugin.md)
+        self.tracks = TracksView(viewer, self.lineage_parents)
+        self.writer.listeners.append(self.tracks.mark)
+        self._painted: list = []  # Labels layers whose paint events we follow
         self._contrast_dirty = False
         self.last_download: tuple[int, int] | None = None
         self._kept: list[ImageState] = []  # the state of images picked before (see switch)
@@ -126,6 +133,8 @@ class Sam2Controller:
         self.jobs.quit()
         self.prefetcher.stop()
         self.viewer.layers.events.removed.disconnect(self._on_layer_removed)
+        for layer in self._painted:
+            layer.events.paint.disconnect(self._on_paint)
 
     # ------------------------------------------------------------------ messages
     def say(self, text: str) -> None:
@@ -213,6 +222,7 @@ class Sam2Controller:
             self.objects = set()
             self.select_object(1)
         layer.events.contrast_limits.connect(self._on_contrast)
+        self._attach_tracks()
         self.objects_changed.emit()
         return True
 
@@ -273,6 +283,7 @@ class Sam2Controller:
         if axis not in non_spatial_axes(len(image_shape(self.image_layer))):
             raise ValueError(f"axis {axis} is not a stack axis of this image")
         self.stack_axis = int(axis)
+        self._attach_tracks()
         self.objects_changed.emit()
 
     def set_labels_layer(self, layer) -> bool:
@@ -298,6 +309,7 @@ class Sam2Controller:
             return False
         self.labels_layer = layer
         self.writer.painter(layer)
+        self._attach_tracks()
         self.objects_changed.emit()
         return True
 
@@ -444,6 +456,9 @@ class Sam2Controller:
             self.prompts.remove_last_point()  # a refused click leaves nothing behind
             return
         ref = stack_ref(image_shape(self.image_layer), self.stack_axis, coords)
+        if self.division is not None:
+            self._division_click(ref, coords)
+            return
         self.segment(ref, ref.frame_of(coords), self.current_obj)
 
     def _on_box(self, vertices) -> None:
@@ -489,6 +504,9 @@ class Sam2Controller:
             "intensity_range": [float(v) for v in self.image_layer.contrast_limits],
             "objects": sorted(int(o) for o in self.objects),
         }
+        lineage = self.lineage()
+        if lineage is not None:
+            self.labels_layer.metadata["napari_sam2"][LINEAGE_KEY] = lineage
 
     # ------------------------------------------------------------------ tracking
     def mask_as_prompt(self, obj_ids=None) -> None:
@@ -524,19 +542,28 @@ class Sam2Controller:
         self.tracker.mask_as_prompt(self.image_layer, ref, frame, {i: plane == i for i in ids})
 
     def propagate(self, direction: str = "forward", frame_range=None, obj_ids=None,
-                  stop_after_absent: int | None = None) -> bool:
+                  stop_after_absent: int | None = None, divisions: bool = False) -> bool:
         """Propagate from the shown frame; ``direction`` forward/backward/both;
         ``stop_after_absent`` N: each object stops after N frames in a row without it (None:
         never; the widget's default is ``default_stop_after_absent()``).
 
         A refused propagation (nothing to propagate, bad range) changes nothing; after "both"
-        the view goes back to the frame it started from."""
+        the view goes back to the frame it started from. ``divisions``: find cell divisions
+        going forward (``engine.division.DivisionRule``'s defaults; the widget's default is
+        ``default_detect_divisions()``)."""
         if not self._check_ready(create_labels=False):
             return False
+        self.cancel_division()
         ref, start = self.current_ref(), self.current_frame()
+        rule = None
+        if divisions:
+            from napari_sam2.engine.division import DivisionRule
+
+            rule = DivisionRule()
         planned = self.tracker.plan(
             self.image_layer, ref, start=start, n_frames=self.num_frames(), direction=direction,
             frame_range=frame_range, obj_ids=obj_ids, stop_after_absent=stop_after_absent,
+            divisions=rule,
         )
         if planned is None or not self._ensure_labels():
             return False
@@ -592,6 +619,8 @@ class Sam2Controller:
             left = sorted(self.objects)
             data = self.labels_layer.data if self.labels_layer is not None else ()
             self.select_object(left[-1] if left else next_free_label(data, obj_ids))
+        self.tracks.graph_changed()
+        self.tracks.flush(force=True)
         self.objects_changed.emit()
 
     def frames_covered(self, obj_id: int) -> list[int]:
@@ -614,10 +643,174 @@ class Sam2Controller:
         if self.jobs.busy:
             self._error("wait for the running job (or cancel it) before undoing")
             return 0
+        session = self._session()
+        before = set(session.obj_ids) if session is not None else set()
         group, restored = self.writer.undo(exists=self.feedback.exists)
         if group is None:
             self.say("nothing to undo")
             return 0
         self.say(f"undone: {group.description} ({restored} pixels)")
+        gone = before - set(session.obj_ids) if session is not None else set()
+        if gone:  # an undone division: its daughters are objects no more
+            self.objects -= gone
+            if self.current_obj in gone:
+                self.select_object(max(self.objects, default=1))
+        self.tracks.graph_changed()
+        self.tracks.flush(force=True)
         self.objects_changed.emit()
         return restored
+
+    # ------------------------------------------------------------------ divisions and tracks
+    def default_detect_divisions(self) -> bool:
+        """Find divisions automatically by default, except along z (objects do not divide
+        in a volume): the stack axis's name is read as ``default_stop_after_absent`` does."""
+        return self.stack_axis is not None and self.default_stop_after_absent() is None
+
+    def mark_division(self) -> bool:
+        """Start marking a division of the current object on the shown frame: the next two
+        clicks there are the daughters (new objects). Refused (one line) without a stack, a
+        model, or while a job runs."""
+        if not self._check_ready():
+            return False
+        if self.stack_axis is None:
+            self._error("divisions need a stack (2D+t or 3D+t): this image has one frame")
+            return False
+        if self.jobs.busy:
+            self._error("wait for the running job (or cancel it) before marking a division")
+            return False
+        parent, ref, frame = self.current_obj, self.current_ref(), self.current_frame()
+        first = self._free_object(next_free_label(self.labels_layer.data, self.objects))
+        second = self._free_object(first + 1)
+        self.division = DivisionMark(parent, frame, ref, (first, second))
+        self.prompts.set_object(first)
+        self.prompts.activate_points()
+        self.say(self.division.prompt())
+        self.objects_changed.emit()
+        return True
+
+    def cancel_division(self) -> None:
+        """Stop marking a division; its clicks so far are removed (nothing was computed)."""
+        mark, self.division = self.division, None
+        if mark is None:
+            return
+        self._remove_division_points(mark)
+        self.prompts.set_object(self.current_obj)
+        self.say(f"division of object {mark.parent} cancelled")
+        self.objects_changed.emit()
+
+    def _remove_division_points(self, mark: DivisionMark) -> None:
+        for oid in mark.daughters:
+            self.prompts.remove_object(oid)
+
+    def _division_click(self, ref, coords) -> None:
+        mark = self.division
+        frame = ref.frame_of(coords)
+        if ref != mark.ref or frame != mark.frame:
+            self.prompts.remove_last_point()
+            self._error(f"the daughters of object {mark.parent} are clicked on frame "
+                        f"{mark.frame}, where the division was started: go back to it, or "
+                        "cancel the division (Esc)")
+            return
+        mark.clicks.append(tuple(float(v) for v in np.asarray(coords)[-2:]))
+        if not mark.complete:
+            self.prompts.set_object(mark.expected)
+            self.say(mark.prompt())
+            return
+        self.division = None
+        self.prompts.set_object(self.current_obj)
+        self.objects.update(mark.daughters)
+
+        def done(ok: bool) -> None:
+            if ok:
+                self.select_object(mark.daughters[0])
+            else:  # refused: the daughters are not objects, their clicks go
+                self.objects.difference_update(mark.daughters)
+                self._remove_division_points(mark)
+            self.objects_changed.emit()
+
+        self.say(f"dividing object {mark.parent} on frame {mark.frame} ...")
+        self.divider.divide(self.image_layer, self.labels_layer, mark, done)
+
+    def _free_object(self, obj: int) -> int:
+        """``obj`` or the next id whose colour is easy to see (as ``new_object`` picks)."""
+        for _ in range(64):
+            if visible_color(self.labels_layer.get_color(obj)):
+                break
+            obj += 1
+        return obj
+
+    def _session(self, create: bool = False):
+        if self.image_layer is None or self.stack_axis is None:
+            return None
+        try:
+            return self.sessions.get(self.image_layer, self.current_ref(), create=create)
+        except (RuntimeError, ValueError):
+            return None
+
+    def lineage_parents(self) -> dict[int, int]:
+        """{object: parent} of the current stack: the lineage saved with the labels (when
+        they were opened from a file), updated by the tracking session's."""
+        parents = {}
+        if self.labels_layer is not None:
+            try:
+                parents = saved_parents(self.labels_layer.metadata.get("napari_sam2"))
+            except ValueError:  # a damaged record: the session's lineage still counts
+                parents = {}
+        session = self._session()
+        if session is not None:
+            parents.update(session.lineage.parents())
+        return parents
+
+    def lineage(self) -> dict | None:
+        """The lineage of the labels of the current stack as saved (``Lineage.to_dict()``),
+        None when the stack is not a time-lapse the Tracks layer can show."""
+        if not self.tracks.active:
+            return None
+        self.tracks.flush(force=True)
+        return lineage_record(self.tracks.extents(), self.lineage_parents())
+
+    def _attach_tracks(self) -> None:
+        """Show the Tracks layer of the current stack of the Labels layer."""
+        labels = self.labels_layer
+        if labels is None or self.image_layer is None or self.stack_axis is None:
+            self.tracks.attach(None, None)
+            return
+        try:
+            ref = self.current_ref()
+        except (ValueError, IndexError):
+            return
+        if not any(known is labels for known in self._painted):
+            labels.events.paint.connect(self._on_paint)
+            self._painted.append(labels)
+        self.tracks.attach(labels, ref)
+
+    def _on_paint(self, event=None) -> None:
+        """Labels painted by hand: the shown frame's centroids change."""
+        layer = self.labels_layer
+        if layer is None or layer is not self.tracks.labels:
+            return
+        try:
+            ref, frame = self.current_ref(), self.current_frame()
+        except (ValueError, IndexError):
+            return
+        self.tracks.mark(layer, ref.plane_key(frame))
+        self.tracks.flush(force=True)
+
+    def _on_progress(self, done: int, total: int, fps: float) -> None:
+        self.progress.emit(done, total, fps)
+        self.tracks.flush()  # at most every tracks.interval seconds
+
+    def _sync_objects(self) -> None:
+        """Objects the session made (daughters of a division found while propagating)."""
+        session = self._session()
+        if session is not None:
+            self.objects.update(int(o) for o in session.obj_ids)
+
+    def _after_write(self) -> None:
+        """SAM wrote into the Labels layer (a click, a run, a division): objects, tracks and
+        the record saved with the labels follow."""
+        self._sync_objects()
+        self._attach_tracks()
+        self.tracks.graph_changed()
+        self.tracks.flush(force=True)
+        self.record_provenance()

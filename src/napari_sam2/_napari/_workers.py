@@ -132,6 +132,8 @@ class PropagationPlan:
         obj_ids: objects to propagate, or None for all objects of the session.
         stop_after_absent: stop an object after this many frames in a row without it (the
             session's ``stop_after_absent``), or None to track every object to the range's end.
+        divisions: a ``DivisionRule`` (``engine.division``) to find cell divisions in the
+            forward pass (the session's ``divisions``), or None: no automatic divisions.
     """
 
     start: int
@@ -141,6 +143,7 @@ class PropagationPlan:
     backward: bool = False
     obj_ids: tuple[int, ...] | None = None
     stop_after_absent: int | None = None
+    divisions: object | None = None
 
     def __post_init__(self):
         if self.first > self.last:
@@ -176,7 +179,9 @@ def propagation_steps(session, plan: PropagationPlan, stop: threading.Event):
     """Stream the ``FrameResult``s of ``plan``; returns the number of frames done.
 
     The engine generator is closed as soon as ``stop`` is set or the range ends, so a cancel
-    takes effect within one frame and everything computed so far is kept.
+    takes effect within one frame and everything computed so far is kept. With
+    ``plan.divisions`` a frame may come again after a division was found (with the daughters
+    and without the parent); it counts once more.
     """
     obj_ids = None if plan.obj_ids is None else list(plan.obj_ids)
     passes = []
@@ -186,9 +191,10 @@ def propagation_steps(session, plan: PropagationPlan, stop: threading.Event):
         passes.append((True, plan.start - plan.first))
     done = 0
     for reverse, span in passes:
+        extra = {} if reverse or plan.divisions is None else {"divisions": plan.divisions}
         results = session.propagate(
             plan.start, reverse=reverse, max_frames=span, obj_ids=obj_ids,
-            stop_after_absent=plan.stop_after_absent,
+            stop_after_absent=plan.stop_after_absent, **extra,
         )
         try:
             for result in results:

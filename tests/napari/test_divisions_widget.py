@@ -1,0 +1,166 @@
+"""Cell divisions in the widget: marking one by hand, the live Tracks layer, lineage saved with
+the labels, and automatic detection's default (on along t, off along z)."""
+
+import numpy as np
+import pytest
+
+from napari_sam2._napari._tracks import lineage_graph, plane_centroids, tracks_table
+from tests.napari.conftest import wait_idle
+
+T_SPLIT = 3  # the first frame on which the two daughters are apart
+
+
+def dividing_stack(n_frames=6, shape=(64, 96)):
+    """(T, H, W) uint16: one bright disk (radius 11) at the centre on frames 0..2, two disks
+    (radius 8) moving apart along x from frame 3 on; and the daughters' centres per frame."""
+    rng = np.random.default_rng(0)
+    img = rng.normal(500, 30, (n_frames, *shape)).clip(0)
+    rows, cols = np.mgrid[: shape[0], : shape[1]]
+    cy, cx = shape[0] // 2, shape[1] // 2
+    centres = {}
+    for t in range(n_frames):
+        if t < T_SPLIT:
+            disks = [(cy, cx, 11)]
+        else:
+            d = 11 + 3 * (t - T_SPLIT)
+            disks = [(cy, cx - d, 8), (cy, cx + d, 8)]
+            centres[t] = [(cy, cx - d), (cy, cx + d)]
+        for y, x, r in disks:
+            img[t][(rows - y) ** 2 + (cols - x) ** 2 <= r * r] = 3000
+    return img.astype(np.uint16), centres
+
+
+# ---------------------------------------------------------------------- numpy parts
+def test_centroids_table_and_graph():
+    plane = np.zeros((10, 12), np.int32)
+    plane[2:4, 2:6] = 3  # centre (2.5, 3.5)
+    plane[7, 10] = 9
+    assert plane_centroids(plane) == {3: (2.5, 3.5), 9: (7.0, 10.0)}
+    assert plane_centroids(np.zeros((4, 4), int)) == {}
+    table = tracks_table({1: {3: (2.5, 3.5)}, 0: {3: (1.0, 1.0), 9: (7.0, 10.0)}})
+    np.testing.assert_array_equal(table, [[3, 0, 1, 1], [3, 1, 2.5, 3.5], [9, 0, 7, 10]])
+    assert tracks_table({0: {1: (1.0, 2.0)}}, fixed=(4.0,)).tolist() == [[1, 0, 4, 1, 2]]
+    assert tracks_table({}).shape == (0, 4)
+    # a parent that is not shown (no pixels left) is left out of napari's graph
+    assert lineage_graph({5: 1, 6: 1, 7: 2, 1: None}, shown=[1, 5, 6, 7]) == {5: [1], 6: [1]}
+
+
+# ---------------------------------------------------------------------- the viewer
+def clicked(viewer, model, qtbot):
+    """``dividing_stack`` in ``viewer`` with the widget, ``model`` set and the cell clicked on
+    frame 0 (object 1). Returns (viewer, widget, controller, daughters' centres)."""
+    images, centres = dividing_stack()
+    viewer.add_image(images, name="cells", axis_labels=("t", "y", "x"),
+                     contrast_limits=(400, 3200))
+    _, widget = viewer.window.add_plugin_dock_widget("napari-sam2", "SAM 2")
+    c = widget.controller
+    c.set_model(model, "sam2_demo")
+    c.go_to_frame(0)
+    c.prompts.add_point((0, 32, 48), True)
+    wait_idle(qtbot, c)
+    return viewer, widget, c, centres
+
+
+@pytest.fixture
+def divided(make_napari_viewer, trained_demo_model, qtbot):
+    """The widget on ``dividing_stack`` with the trained demo model: the cell clicked on
+    frame 0 and propagated to the last frame, then a division marked by hand on frame 3.
+
+    Returns (viewer, widget, controller, centres, (parent, d1, d2))."""
+    viewer, widget, c, centres = clicked(make_napari_viewer(), trained_demo_model, qtbot)
+    c.propagate("forward", divisions=False)
+    wait_idle(qtbot, c)
+    assert (c.labels_layer.data[T_SPLIT:] == 1).any()  # SAM went on with one of them
+
+    c.go_to_frame(T_SPLIT)
+    assert c.mark_division()
+    d1, d2 = c.division.daughters
+    assert d1 not in (0, 1) and d2 not in (0, 1, d1)
+    assert "click the first daughter (1 of 2" in widget._status_label.text()
+    assert widget._divide_button.text() == "Cancel division (Esc)"
+    (y1, x1), (y2, x2) = centres[T_SPLIT]
+    c.prompts.add_point((T_SPLIT, y1, x1), True)
+    assert "click the second daughter (2 of 2" in widget._status_label.text()
+    c.prompts.add_point((T_SPLIT, y2, x2), True)
+    wait_idle(qtbot, c)
+    return viewer, widget, c, centres, (1, d1, d2)
+
+
+def test_a_division_marked_by_hand(divided, qtbot):
+    viewer, widget, c, centres, (parent, d1, d2) = divided
+    labels = c.labels_layer.data
+    assert c.division is None and widget._divide_button.text() == "Mark division"
+    assert {parent, d1, d2} <= c.objects
+    assert "divided on frame 3" in widget._status_label.text()
+    # two new objects on the division frame, each on its own daughter; the parent has ended
+    for oid, (y, x) in zip((d1, d2), centres[T_SPLIT]):
+        assert labels[T_SPLIT, y, x] == oid
+    assert not (labels[T_SPLIT:] == parent).any()
+    assert all((labels[t] == parent).any() for t in range(T_SPLIT))
+    session = c.sessions.get(c.image_layer, c.current_ref(), create=False)
+    assert session.lineage.parents() == {d1: parent, d2: parent}
+    assert session.lineage.tracks[parent].end == T_SPLIT - 1
+
+    # the daughters are tracked on; the Tracks layer shows the branch
+    c.propagate("forward", divisions=False)
+    wait_idle(qtbot, c)
+    for t in range(T_SPLIT, labels.shape[0]):
+        for oid, (y, x) in zip((d1, d2), centres[t]):
+            assert labels[t, y, x] == oid, (t, oid)
+    tracks = c.tracks.layer
+    assert tracks is not None and tracks in viewer.layers and tracks.name == "cells SAM labels tracks"
+    assert tracks.graph == {d1: [parent], d2: [parent]}
+    ids = tracks.data[:, 0].astype(int)
+    assert sorted(set(ids)) == sorted({parent, d1, d2})
+    assert sorted(tracks.data[ids == parent, 1]) == list(range(T_SPLIT))
+    assert sorted(tracks.data[ids == d1, 1]) == list(range(T_SPLIT, labels.shape[0]))
+    assert c.labels_layer.metadata["napari_sam2"]["lineage"]["tracks"] == [
+        {"id": parent, "start": 0, "end": T_SPLIT - 1, "parent": None},
+        {"id": d1, "start": T_SPLIT, "end": labels.shape[0] - 1, "parent": parent},
+        {"id": d2, "start": T_SPLIT, "end": labels.shape[0] - 1, "parent": parent},
+    ]
+
+
+def test_undo_takes_the_division_back(divided):
+    viewer, widget, c, centres, (parent, d1, d2) = divided
+    c.undo()
+    labels = c.labels_layer.data
+    assert not np.isin(labels, [d1, d2]).any()
+    assert (labels[T_SPLIT:] == parent).any()  # the parent's pixels are back
+    assert d1 not in c.objects and d2 not in c.objects
+    session = c.sessions.get(c.image_layer, c.current_ref(), create=False)
+    assert session.lineage.parents() == {} and session.lineage.tracks[parent].end is None
+    assert c.tracks.layer.graph == {}
+    assert set(c.tracks.layer.data[:, 0].astype(int)) == {parent}
+
+
+def test_cancel_and_wrong_frame(make_napari_viewer, trained_demo_model, qtbot):
+    viewer, widget, c, centres = clicked(make_napari_viewer(), trained_demo_model, qtbot)
+    c.go_to_frame(T_SPLIT)
+    widget._divide_button.click()
+    assert c.division is not None
+    (y1, x1), _ = centres[T_SPLIT]
+    c.prompts.add_point((T_SPLIT + 1, y1, x1), True)  # another frame: refused, not kept
+    assert "clicked on frame 3" in widget._status_label.text()
+    assert c.division.clicks == [] and len(c.prompts.points.data) == 1
+    c.prompts.add_point((T_SPLIT, y1, x1), True)
+    assert len(c.division.clicks) == 1
+    widget._divide_button.click()  # cancel: its click goes, nothing was computed
+    assert c.division is None and len(c.prompts.points.data) == 1
+    assert "cancelled" in widget._status_label.text()
+    assert c.objects == {1} and set(np.unique(c.labels_layer.data)) == {0, 1}
+    c.prompts.add_point((T_SPLIT, y1, x1), True)  # clicks go to the current object again
+    wait_idle(qtbot, c)
+    assert c.labels_layer.data[T_SPLIT, y1, x1] == 1
+
+
+def test_division_detection_default_follows_the_axis(make_napari_viewer):
+    viewer = make_napari_viewer()
+    img = np.zeros((4, 32, 32), np.uint16)
+    viewer.add_image(img, name="movie", axis_labels=("t", "y", "x"))
+    viewer.add_image(img, name="volume", axis_labels=("z", "y", "x"))
+    _, widget = viewer.window.add_plugin_dock_widget("napari-sam2", "SAM 2")
+    widget._image_combo.setCurrentText("movie")
+    assert widget._divisions_check.isChecked()
+    widget._image_combo.setCurrentText("volume")
+    assert not widget._divisions_check.isChecked()
