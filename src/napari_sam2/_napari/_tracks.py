@@ -215,14 +215,16 @@ class TracksView:
 LINEAGE_KEY = "lineage"
 
 
-def saved_parents(record: dict | None) -> dict[int, int]:
-    """{track: parent} of the lineage in a saved record (empty when there is none)."""
+def saved_parents(record: dict | None, source: str = "the lineage saved with the labels"
+                  ) -> dict[int, int]:
+    """{track: parent} of the lineage in a saved record (empty when there is none); a
+    damaged lineage raises ``DamagedFileError`` naming ``source``."""
     from napari_sam2.engine.lineage import Lineage
 
     data = (record or {}).get(LINEAGE_KEY)
     if not data:
         return {}
-    return Lineage.from_dict(data, "the lineage saved with these labels").parents()
+    return Lineage.from_dict(data, source).parents()
 
 
 def lineage_record(extents: dict[int, tuple[int, int]], parents: dict) -> dict:
