@@ -164,3 +164,72 @@ def test_division_detection_default_follows_the_axis(make_napari_viewer):
     assert widget._divisions_check.isChecked()
     widget._image_combo.setCurrentText("volume")
     assert not widget._divisions_check.isChecked()
+
+
+@pytest.fixture
+def tracked(divided, qtbot):
+    """``divided``, then the daughters propagated to the last frame."""
+    viewer, widget, c, centres, ids = divided
+    c.propagate("forward", divisions=False)
+    wait_idle(qtbot, c)
+    return divided
+
+
+def test_export_round_trips(tracked, tmp_path):
+    import geff
+
+    from napari_sam2.io.ctc import read_ctc
+
+    viewer, widget, c, centres, (parent, d1, d2) = tracked
+    labels = np.asarray(c.labels_layer.data)
+    last = labels.shape[0] - 1
+    out = c.export_tracks(tmp_path / "res")  # a CTC folder: no suffix
+    assert out == str(tmp_path / "res") and "(ctc)" in widget._status_label.text()
+    back, rows = read_ctc(out)
+    np.testing.assert_array_equal(back, labels)
+    assert sorted(rows.tolist()) == [[parent, 0, T_SPLIT - 1, 0], [d1, T_SPLIT, last, parent],
+                                     [d2, T_SPLIT, last, parent]]
+
+    graph, _ = geff.read(c.export_tracks(tmp_path / "tracks.geff"), backend="networkx")
+    assert graph.number_of_nodes() == sum(len(np.unique(p)) - 1 for p in labels)
+    divisions = [n for n in graph if graph.out_degree(n) == 2]
+    assert len(divisions) == 1 and graph.nodes[divisions[0]]["t"] == T_SPLIT - 1
+
+    import pandas as pd
+
+    table = pd.read_csv(c.export_tracks(tmp_path / "tracks.csv"))
+    assert len(table) == graph.number_of_nodes()
+    assert table.groupby("track_id")["parent"].first().fillna(0).astype(int).to_dict() == {
+        parent: 0, d1: parent, d2: parent}
+
+    # a target that is not ours: one line, nothing written or changed
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "notes.txt").write_text("mine")
+    assert c.export_tracks(theirs) is None
+    assert "Refusing to export" in widget._status_label.text()
+    assert [p.name for p in theirs.iterdir()] == ["notes.txt"]
+
+
+@pytest.mark.parametrize("suffix", [".zarr", ".tif"])
+def test_lineage_survives_save_and_reopen(tracked, tmp_path, suffix):
+    viewer, widget, c, centres, (parent, d1, d2) = tracked
+    layer = c.labels_layer
+    shown = c.tracks.layer
+    viewer.layers.selection = {layer}
+    saved = viewer.layers.save(str(tmp_path / f"cells{suffix}"), selected=True,
+                               plugin="napari-sam2")
+    assert saved
+    lineage = layer.metadata["napari_sam2"]["lineage"]
+    opened = viewer.open(saved[0], plugin="napari-sam2")
+    labels, tracks = opened
+    assert labels.metadata["napari_sam2"]["lineage"] == lineage
+    np.testing.assert_array_equal(labels.data, layer.data)
+    assert type(tracks).__name__ == "Tracks" and tracks.graph == shown.graph
+    np.testing.assert_allclose(tracks.data, shown.data)
+
+    # the widget picks the reopened labels: it shows (and keeps updating) their Tracks layer
+    widget._labels_combo.setCurrentText(labels.name)
+    widget._on_labels_chosen()
+    assert c.labels_layer is labels and c.tracks.layer is tracks
+    assert c.lineage_parents() == {d1: parent, d2: parent}

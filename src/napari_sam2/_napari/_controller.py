@@ -814,3 +814,33 @@ class Sam2Controller:
         self.tracks.graph_changed()
         self.tracks.flush(force=True)
         self.record_provenance()
+
+    def stack_labels(self) -> np.ndarray | None:
+        """The (T, H, W) labels of the current stack (a copy), None without a time-lapse."""
+        if not self.tracks.active:
+            return None
+        key = list(self.current_ref().plane_key(0))
+        key[self.stack_axis] = slice(None)
+        return np.asarray(self.labels_layer.data[tuple(key)])
+
+    def export_tracks(self, path, kind: str | None = None) -> str | None:
+        """Export the current stack's tracks and lineage (``_export.export_tracks``: a CTC
+        folder, GEFF or CSV); returns the path written, or None after saying why not."""
+        from napari_sam2._napari._export import export_tracks
+        from napari_sam2._napari._messages import error_message
+
+        if self.jobs.busy:
+            self._error("wait for the running job (or cancel it) before exporting tracks")
+            return None
+        labels = self.stack_labels()
+        if labels is None:
+            self._error("nothing to export: tracks need a Labels layer of a time-lapse tracked "
+                        "along its first axis (t)")
+            return None
+        try:
+            written, kind = export_tracks(path, labels, self.lineage_parents(), kind)
+        except Exception as exc:  # noqa: BLE001 - one line for the user, as every error
+            self._error(error_message(exc, f"exporting tracks to {path}"))
+            return None
+        self.say(f"tracks exported to {written} ({kind})")
+        return str(written)

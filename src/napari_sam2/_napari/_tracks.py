@@ -65,6 +65,12 @@ def drawable(ndim: int, stack_axis: int | None) -> bool:
     return ndim in (3, 4) and stack_axis == 0
 
 
+def _source_path(layer) -> str | None:
+    """The file a layer was read from (napari's ``layer.source.path``), or None."""
+    source = getattr(layer, "source", None)
+    return getattr(source, "path", None)
+
+
 class TracksView:
     """Keeps a napari Tracks layer in step with one stack of a Labels layer and a lineage.
 
@@ -110,11 +116,14 @@ class TracksView:
         return f"{self.labels.name}{TRACKS_SUFFIX}"
 
     def _find_layer(self):
-        """A Tracks layer of that name already in the viewer (e.g. opened with the labels)."""
+        """A Tracks layer of the labels already in the viewer: opened from the same file with
+        them (napari may have renamed both), or of that name."""
         if self.labels is None:
             return None
+        path = _source_path(self.labels)
         for layer in self.viewer.layers:
-            if layer.name == self.name and type(layer).__name__ == "Tracks":
+            if type(layer).__name__ == "Tracks" and (
+                    layer.name == self.name or (path is not None and _source_path(layer) == path)):
                 return layer
         return None
 
