@@ -233,3 +233,43 @@ def test_lineage_survives_save_and_reopen(tracked, tmp_path, suffix):
     widget._on_labels_chosen()
     assert c.labels_layer is labels and c.tracks.layer is tracks
     assert c.lineage_parents() == {d1: parent, d2: parent}
+
+
+def test_divisions_found_while_propagating(make_napari_viewer, trained_demo_model, qtbot):
+    """The default along t: a propagation finds the division of the synthetic cell (on frame 8
+    with seed 0, as in the ground truth) and writes the daughters as new objects; the Tracks
+    layer shows the branch; undo takes the run and its division back."""
+    from napari_sam2.data.dividing import make_dividing_timelapse
+
+    images, truth, rows = make_dividing_timelapse(n_frames=16, shape=(64, 96), n_cells=1,
+                                                  n_dividing=1, seed=0)
+    assert rows.tolist() == [[1, 0, 7, 0], [2, 8, 15, 1], [3, 8, 15, 1]]
+    viewer = make_napari_viewer()
+    lo, hi = (float(v) for v in np.percentile(images, (0.5, 99.8)))
+    viewer.add_image(images, name="cells", axis_labels=("t", "y", "x"), contrast_limits=(lo, hi))
+    _, widget = viewer.window.add_plugin_dock_widget("napari-sam2", "SAM 2")
+    c = widget.controller
+    c.set_model(trained_demo_model, "sam2_demo")
+    c.go_to_frame(0)
+    r, col = np.nonzero(truth[0] == 1)
+    i = np.argmin((r - r.mean()) ** 2 + (col - col.mean()) ** 2)
+    c.prompts.add_point((0, r[i], col[i]), True)
+    wait_idle(qtbot, c)
+    assert widget._divisions_check.isChecked()  # the default along t
+    widget._propagate_button.click()
+    wait_idle(qtbot, c)
+
+    labels = c.labels_layer.data
+    assert c.objects == {1, 2, 3}
+    assert "object 1 divided on frame 8 into 2 and 3" in widget._status_label.text()
+    assert widget._speed_label.text().startswith("16/16 frames")  # frames again count once
+    assert all((labels[t] == 1).any() for t in range(8)) and not (labels[8:] == 1).any()
+    for t in range(8, 16):
+        assert {2, 3} <= set(np.unique(labels[t])), t
+    assert c.tracks.layer.graph == {2: [1], 3: [1]}
+
+    c.undo()
+    assert c.objects == {1} and not labels[1:].any()  # the click on frame 0 stays
+    session = c.sessions.get(c.image_layer, c.current_ref(), create=False)
+    assert session.obj_ids == [1] and session.lineage.parents() == {}
+    assert c.tracks.layer.graph == {} and c.tracks.layer.data[:, :2].tolist() == [[1, 0]]

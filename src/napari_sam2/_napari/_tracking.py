@@ -171,14 +171,14 @@ class Tracker:
         # a frame comes again after a division was found (not the start frame, which each
         # pass writes once): the parent has ended there, the daughters are new
         again = result.frame in run.written and result.frame != run.plan.start
-        for obj in wanted:
-            self.writer.paste(run.group, key, obj, result.mask_of(obj))
-        if again:
+        if again:  # the parent's pixels go first, so that the daughters may take them
             empty = np.zeros(run.labels.data.shape[-2:], bool)
             for obj in run.written[result.frame] - set(wanted):
                 self.writer.paste(run.group, key, obj, empty)
         else:
             run.done += 1
+        for obj in wanted:
+            self.writer.paste(run.group, key, obj, result.mask_of(obj))
         run.written[result.frame] = set(wanted)
         done = run.done
         fps = done / max(time.perf_counter() - run.t0, 1e-6)
