@@ -21,6 +21,7 @@ SUBCOMMANDS = {
     "train": "napari_sam2.training.cli",
     "finetune": "napari_sam2.training.finetune_cli",
     "download": "napari_sam2.model.download_cli",
+    "export": "napari_sam2.lineage_cli",
 }
 
 #: exit status of a bad option or input (argparse's own) and of an interrupted command

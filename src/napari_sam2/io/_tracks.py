@@ -7,6 +7,7 @@ lineage is a mapping {daughter track: parent track}. The exporters (``ctc.py``,
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,21 +137,34 @@ def ctc_tracks(labels, parents=None) -> tuple[np.ndarray, np.ndarray]:
     return out.astype(np.uint16), table
 
 
-def check_export_target(path: Path, expected_suffix: str | None = None) -> None:
-    """Refuse to replace ``path`` unless it is missing, an empty folder, or an export folder
-    napari-sam2 wrote (it holds ``MARKER``)."""
-    if expected_suffix is not None and path.suffix != expected_suffix:
-        raise ValueError(f"{path}: the export folder must end in {expected_suffix}")
+def _marker_kind(path: Path) -> str | None:
+    try:
+        return json.loads((path / MARKER).read_text(encoding="utf-8")).get("kind")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def mark_export(folder: Path, kind: str) -> None:
+    """Write ``MARKER`` into a new export folder."""
+    (folder / MARKER).write_text(json.dumps({"written_by": "napari-sam2", "kind": kind}),
+                                 encoding="utf-8")
+
+
+def check_export_target(path: Path, kind: str) -> None:
+    """Refuse to replace ``path`` unless it is missing, an empty folder, or an export of the
+    same ``kind`` that napari-sam2 wrote (its ``MARKER`` says so)."""
     if not path.exists() and not path.is_symlink():
         return
     if path.is_symlink() or not path.is_dir():
         what = "a symbolic link" if path.is_symlink() else "a file"
-    elif not any(path.iterdir()) or (path / MARKER).is_file():
+    elif not any(path.iterdir()) or _marker_kind(path) == kind:
         return
+    elif _marker_kind(path) is not None:
+        what = f"a napari-sam2 export of another kind ({_marker_kind(path)}, not {kind})"
     else:
         names = sorted(p.name for p in path.iterdir())
         what = f"a folder of other files ({len(names)} entries: {', '.join(names[:3])})"
     raise RefusedOverwriteError(
         f"Refusing to export to {path}: it is {what}, and exporting would replace it (only "
-        "empty folders and exports written by napari-sam2 are replaced). Nothing was changed. "
-        "Choose another name, or move or delete it yourself first.")
+        f"empty folders and {kind} exports written by napari-sam2 are replaced). Nothing was "
+        "changed. Choose another name, or move or delete it yourself first.")

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import re
 from pathlib import Path
 
@@ -26,7 +25,7 @@ import numpy as np
 
 from napari_sam2._safe_write import atomic_dir
 from napari_sam2.errors import DamagedFileError
-from napari_sam2.io._tracks import MARKER, check_export_target, ctc_tracks
+from napari_sam2.io._tracks import check_export_target, ctc_tracks, mark_export
 
 __all__ = ["ctc_scores", "ctc_valid", "parents_of", "read_ctc", "write_ctc",
            "write_ctc_ground_truth"]
@@ -49,11 +48,6 @@ def _write_masks(folder: Path, prefix: str, stack: np.ndarray) -> None:
         tifffile.imwrite(folder / f"{prefix}{t:0{n}d}.tif", stack[t])
 
 
-def _mark(folder: Path, kind: str) -> None:
-    (folder / MARKER).write_text(json.dumps({"written_by": "napari-sam2", "kind": kind}),
-                                 encoding="utf-8")
-
-
 def write_ctc(path, labels, parents=None) -> Path:
     """Write a CTC result folder (``res_track.txt`` + ``maskNNN.tif``).
 
@@ -68,13 +62,13 @@ def write_ctc(path, labels, parents=None) -> Path:
         RefusedOverwriteError, OSError (the previous folder is intact).
     """
     path = Path(path)
-    check_export_target(path)
+    check_export_target(path, "ctc")
     stack, rows = ctc_tracks(labels, parents)
 
     def write(tmp: Path) -> None:
         _write_track_file(tmp / "res_track.txt", rows)
         _write_masks(tmp, "mask", stack)
-        _mark(tmp, "ctc")
+        mark_export(tmp, "ctc")
 
     def verify(tmp: Path) -> None:
         back, back_rows = read_ctc(tmp)
@@ -89,7 +83,7 @@ def write_ctc_ground_truth(path, labels, rows) -> Path:
     ``SEG/man_segNNN.tif``) from labels (T, H, W) and rows (N, 4) ``L B E P`` that already
     follow the CTC rules (e.g. ``data.dividing.make_dividing_timelapse``)."""
     path = Path(path)
-    check_export_target(path)
+    check_export_target(path, "ctc ground truth")
     stack = np.asarray(labels)
     if stack.ndim != 3 or stack.max() > 65535 or stack.min() < 0:
         raise ValueError(f"labels must be (T, H, W) in 0..65535, got shape {stack.shape}")
@@ -102,7 +96,7 @@ def write_ctc_ground_truth(path, labels, rows) -> Path:
         _write_track_file(tmp / "TRA" / "man_track.txt", table)
         _write_masks(tmp / "TRA", "man_track", stack)
         _write_masks(tmp / "SEG", "man_seg", stack)
-        _mark(tmp, "ctc ground truth")
+        mark_export(tmp, "ctc ground truth")
 
     return atomic_dir(path, write, lambda tmp: read_ctc(tmp))
 

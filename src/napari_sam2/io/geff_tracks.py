@@ -15,10 +15,10 @@ from pathlib import Path
 
 from napari_sam2._safe_write import atomic_dir
 from napari_sam2.io._tracks import (
-    MARKER,
     check_export_target,
     check_parents,
     frames_by_track,
+    mark_export,
     nodes,
     usable_parents,
 )
@@ -56,7 +56,7 @@ def write_geff(path, labels, parents=None) -> Path:
     import geff
 
     path = Path(path)
-    check_export_target(path)
+    check_export_target(path, "geff")
     graph = tracks_graph(labels, parents)
 
     def write(tmp: Path) -> None:
@@ -66,7 +66,6 @@ def write_geff(path, labels, parents=None) -> Path:
         meta = geff.GeffMetadata.read(tmp)
         meta.track_node_props = {"tracklet": "track_id"}
         meta.write(tmp)
-        (tmp / MARKER).write_text('{"written_by": "napari-sam2", "kind": "geff"}',
-                                  encoding="utf-8")
+        mark_export(tmp, "geff")
 
     return atomic_dir(path, write, lambda tmp: geff.validate_structure(tmp))
