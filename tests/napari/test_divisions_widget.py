@@ -114,6 +114,13 @@ def test_a_division_marked_by_hand(divided, qtbot):
     assert sorted(set(ids)) == sorted({parent, d1, d2})
     assert sorted(tracks.data[ids == parent, 1]) == list(range(T_SPLIT))
     assert sorted(tracks.data[ids == d1, 1]) == list(range(T_SPLIT, labels.shape[0]))
+    # painting by hand: the painted frame's centroids follow
+    c.go_to_frame(0)
+    c.labels_layer.paint((0, 5, 5), 9, refresh=True)
+    qtbot.waitUntil(lambda: 9 in c.tracks.layer.data[:, 0], timeout=5000)
+    assert c.tracks.layer.data[c.tracks.layer.data[:, 0] == 9, 1:].tolist() == [[0, 5, 5]]
+    c.labels_layer.paint((0, 5, 5), 0, refresh=True)
+    qtbot.waitUntil(lambda: 9 not in c.tracks.layer.data[:, 0], timeout=5000)
     assert c.labels_layer.metadata["napari_sam2"]["lineage"]["tracks"] == [
         {"id": parent, "start": 0, "end": T_SPLIT - 1, "parent": None},
         {"id": d1, "start": T_SPLIT, "end": labels.shape[0] - 1, "parent": parent},
@@ -145,9 +152,14 @@ def test_cancel_and_wrong_frame(make_napari_viewer, trained_demo_model, qtbot):
     assert c.division.clicks == [] and len(c.prompts.points.data) == 1
     c.prompts.add_point((T_SPLIT, y1, x1), True)
     assert len(c.division.clicks) == 1
-    widget._divide_button.click()  # cancel: its click goes, nothing was computed
+    from napari.utils.key_bindings import coerce_keybinding
+
+    esc = coerce_keybinding("Escape")
+    assert esc in viewer.keymap  # Esc cancels while a division is being marked
+    viewer.keymap[esc](viewer)  # cancel: its click goes, nothing was computed
     assert c.division is None and len(c.prompts.points.data) == 1
     assert "cancelled" in widget._status_label.text()
+    assert esc not in viewer.keymap and widget._divide_button.text() == "Mark division"
     assert c.objects == {1} and set(np.unique(c.labels_layer.data)) == {0, 1}
     c.prompts.add_point((T_SPLIT, y1, x1), True)  # clicks go to the current object again
     wait_idle(qtbot, c)
@@ -227,6 +239,16 @@ def test_lineage_survives_save_and_reopen(tracked, tmp_path, suffix):
     np.testing.assert_array_equal(labels.data, layer.data)
     assert type(tracks).__name__ == "Tracks" and tracks.graph == shown.graph
     np.testing.assert_allclose(tracks.data, shown.data)
+
+    # the command line exports the saved file as the widget exports the labels
+    from napari_sam2.cli import main
+    from napari_sam2.io.ctc import read_ctc
+
+    assert main(["export", saved[0], "--ctc", str(tmp_path / "cli_RES")]) == 0
+    c.export_tracks(tmp_path / "widget_RES")
+    for a, b in zip(read_ctc(tmp_path / "cli_RES"), read_ctc(tmp_path / "widget_RES")):
+        np.testing.assert_array_equal(a, b)
+    assert sorted(read_ctc(tmp_path / "cli_RES")[1][:, 3].tolist()) == [0, parent, parent]
 
     # the widget picks the reopened labels: it shows (and keeps updating) their Tracks layer
     widget._labels_combo.setCurrentText(labels.name)

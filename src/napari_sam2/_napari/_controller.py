@@ -44,7 +44,13 @@ from napari_sam2._napari._prompts import PromptLayers
 from napari_sam2._napari._sessions import SessionStore, image_shape
 from napari_sam2._napari._stack import StackRef, check_ndim, non_spatial_axes, stack_ref
 from napari_sam2._napari._tracking import Tracker
-from napari_sam2._napari._tracks import LINEAGE_KEY, TracksView, lineage_record, saved_parents
+from napari_sam2._napari._tracks import (
+    LINEAGE_KEY,
+    TracksView,
+    lineage_record,
+    painted_frames,
+    saved_parents,
+)
 from napari_sam2._napari._workers import JobQueue, WorkerFactory, napari_worker
 
 DEFAULT_MODEL = "sam2.1_hiera_tiny"
@@ -785,16 +791,19 @@ class Sam2Controller:
         self.tracks.attach(labels, ref)
 
     def _on_paint(self, event=None) -> None:
-        """Labels painted by hand: the shown frame's centroids change."""
+        """Labels painted (or filled, erased) by hand: the centroids of the frames touched."""
         layer = self.labels_layer
         if layer is None or layer is not self.tracks.labels:
             return
-        try:
-            ref, frame = self.current_ref(), self.current_frame()
-        except (ValueError, IndexError):
-            return
-        self.tracks.mark(layer, ref.plane_key(frame))
-        self.tracks.flush(force=True)
+        frames = painted_frames(getattr(event, "value", None) or (), self.tracks.ref.stack_axis)
+        if frames is None:
+            self.tracks.mark_all()
+        for frame in frames or ():
+            self.tracks.mark(layer, self.tracks.ref.plane_key(frame))
+        # napari says so before the pixels are in the array: recompute once they are
+        from qtpy.QtCore import QTimer
+
+        QTimer.singleShot(0, lambda: self.tracks.flush(force=True))
 
     def _on_progress(self, done: int, total: int, fps: float) -> None:
         self.progress.emit(done, total, fps)

@@ -59,6 +59,25 @@ def lineage_graph(parents: dict[int, int | None], shown) -> dict[int, list[int]]
             if parent is not None and int(child) in shown and int(parent) in shown}
 
 
+def painted_frames(atoms, stack_axis: int) -> set[int] | None:
+    """The frames a napari Labels ``paint`` event's history atoms changed (``event.value``:
+    masked atoms with a ``slice_key`` bounding box, or ``(indices, old, new)`` tuples); None
+    when they cannot be read (then every frame counts as changed)."""
+    frames: set[int] = set()
+    try:
+        for atom in atoms:
+            box = getattr(atom, "slice_key", None)
+            if box is not None:
+                axis = box[stack_axis]
+                frames.update(range(axis.start or 0, axis.stop) if isinstance(axis, slice)
+                              else [int(axis)])
+            else:
+                frames.update(int(f) for f in np.unique(np.asarray(atom[0][stack_axis])))
+    except (TypeError, IndexError, ValueError, AttributeError):
+        return None
+    return frames
+
+
 def drawable(ndim: int, stack_axis: int | None) -> bool:
     """Whether a stack of an ``ndim``-D labels array along ``stack_axis`` can be a Tracks
     layer: 3-D or 4-D, along the first axis."""
