@@ -221,11 +221,19 @@ class TracksView:
             return
         graph = self.graph(table)
         if layer is None:
+            selection = self.viewer.layers.selection
+            active, selected = selection.active, set(selection)
             self.layer = self.viewer.add_tracks(
                 table, graph=graph, name=self.name, tail_length=max(int(table[:, 1].max()), 1),
                 scale=tuple(self.labels.scale), translate=tuple(self.labels.translate),
             )
             self._keep_below_prompts()
+            # a new layer becomes the selected one: give the selection back (clicks go on to
+            # the layer they went to, e.g. 'SAM prompts')
+            selection.clear()
+            selection.update({lay for lay in selected if lay in self.viewer.layers})
+            if active is not None and active in self.viewer.layers:
+                selection.active = active
             return
         layer.data = table  # resets the graph
         layer.graph = graph
