@@ -100,7 +100,7 @@ class TracksView:
             stream in (``flush()``); ``flush(force=True)`` rebuilds now.
     """
 
-    def __init__(self, viewer, parents: Callable[[], dict], *, interval: float = 0.5):
+    def __init__(self, viewer, parents: Callable[[], dict], *, interval: float = 1.0):
         self.viewer = viewer
         self.parents = parents
         self.interval = float(interval)
