@@ -82,6 +82,11 @@ def test_remove_makes_daughters_roots():
     lin.remove(1)
     assert 1 not in lin
     assert lin.tracks[2].parent is None and lin.tracks[3].parent is None
+    lin = _tree()
+    lin.remove(2)
+    assert lin.tracks[1].end == 9  # 3 is still a daughter
+    lin.remove(3)
+    assert lin.tracks[1].end is None and lin.divisions() == []  # the division is undone
 
 
 def test_dict_round_trip_through_json():

@@ -76,6 +76,9 @@ def test_divide_by_hand(model, seq, cache):
         s.add_points(20, 1, [[10, 10]], [1])
     with pytest.raises(ValueError, match="outside"):  # nor a daughter before its start
         s.add_points(5, 5, [[10, 10]], [1])
+    s.remove_object(5)
+    s.remove_object(6)  # removing both daughters undoes the division
+    assert s.lineage.tracks[1].end is None and s.lineage.allows(1, 20)
 
 
 def test_divide_refusals_change_nothing(model, seq, cache):
@@ -111,6 +114,10 @@ def test_find_split_rule():
     a, b = find_split(mask, 200, rule)
     assert a.sum() + b.sum() == mask.sum()
     assert find_split(mask, 200, DivisionRule(min_gap=5)) is None  # 3 pixels apart
+    neighbour = np.zeros_like(mask)
+    neighbour[5:15, 17:30] = True  # the second part lies on another object's mask
+    assert find_split(mask, 200, rule, others=neighbour) is None
+    assert find_split(mask, 200, rule, others=np.zeros_like(mask)) is not None
     with pytest.raises(ValueError, match="min_fraction"):
         DivisionRule(min_fraction=0.6)
 

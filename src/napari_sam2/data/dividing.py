@@ -70,9 +70,15 @@ def daughter_radius(r: float) -> float:
 
 
 def _render(score, owner, bright, blob: _Blob, t: int) -> None:
-    """Write ``blob`` into the frame where it is the nearest object (normalised radius < 1)."""
+    """Write ``blob`` into the frame where it is the nearest object (normalised radius < 1).
+
+    The outline is the union of the lobes; the brightness falls off with the distance to the
+    segment between the lobe centres (one continuous cytoplasm, no crease at the waist).
+    """
     h, w = score.shape
-    for cy, cx, r in blob.lobes(t):
+    lobes = blob.lobes(t)
+    (ay, ax, _), (by, bx, _) = lobes[0], lobes[-1]
+    for cy, cx, r in lobes:
         reach = 1.2 * r
         y0, y1 = int(max(0, cy - reach)), int(min(h, cy + reach + 2))
         x0, x1 = int(max(0, cx - reach)), int(min(w, cx + reach + 2))
@@ -87,7 +93,11 @@ def _render(score, owner, bright, blob: _Blob, t: int) -> None:
         win = (s < 1.0) & (s < sub)
         sub[win] = s[win]
         owner[y0:y1, x0:x1][win] = blob.label
-        bright[y0:y1, x0:x1][win] = (blob.brightness * (1.0 - 0.45 * s * s))[win]
+        # distance to the segment a-b (a point for a round cell), relative to the radius
+        vy, vx = by - ay, bx - ax
+        u = np.clip(((yy - ay) * vy + (xx - ax) * vx) / max(vy * vy + vx * vx, 1e-9), 0, 1)
+        d = np.hypot(yy - ay - u * vy, xx - ax - u * vx) / (r * wobble)
+        bright[y0:y1, x0:x1][win] = (blob.brightness * (1.0 - 0.45 * np.minimum(d, 1) ** 2))[win]
 
 
 def _place(rng: np.random.Generator, n: int, shape: tuple[int, int],

@@ -13,6 +13,9 @@ _EXPORTS = {
     "ImagePredictor": "napari_sam2.engine.image_predictor",
     "ImageEmbedding": "napari_sam2.engine.image_predictor",
     "TrackingSession": "napari_sam2.engine.session",
+    "Lineage": "napari_sam2.engine.lineage",
+    "TrackSegment": "napari_sam2.engine.lineage",
+    "DivisionRule": "napari_sam2.engine.division",
     "choose_device": "napari_sam2.engine.device",
 }
 

@@ -9,7 +9,8 @@ Automatic detection (``propagate_with_divisions``, used by ``session.propagate(d
 watches each object's mask while propagating forward. ``DivisionRule`` says when a mask has
 split: its two largest 8-connected components each cover at least ``min_fraction`` of the
 object's area on the last frame before the split and at least ``min_pixels``, and they are at
-least ``min_gap`` pixels apart. When that holds on ``confirm_frames`` frames in a row, the
+least ``min_gap`` pixels apart, and neither lies mostly (more than ``max_overlap``) on another
+object's mask (a mask that also grabbed a neighbour has not divided). When that holds on ``confirm_frames`` frames in a row, the
 division is applied at the first of them (daughters seeded from its two components) and the
 daughters are tracked over the frames already done, then all objects go on together. A daughter
 (or any object) younger than ``min_age`` frames is not divided again.
@@ -129,6 +130,8 @@ class DivisionRule:
         min_gap: the two parts are at least this many pixels apart (edge to edge).
         min_age: frames an object must have been tracked (since its first prompt, or its
             division) before it may divide.
+        max_overlap: a part with more than this share of its pixels on other objects' masks
+            is a neighbour grabbed by the mask, not a daughter.
     """
 
     confirm_frames: int = 2
@@ -136,12 +139,15 @@ class DivisionRule:
     min_pixels: int = 20
     min_gap: float = 1.0
     min_age: int = 4
+    max_overlap: float = 0.5
 
     def __post_init__(self) -> None:
         if int(self.confirm_frames) != self.confirm_frames or self.confirm_frames < 1:
             raise ValueError(f"confirm_frames must be an integer >= 1, got {self.confirm_frames}")
         if not 0 < self.min_fraction < 0.5:
             raise ValueError(f"min_fraction must be in (0, 0.5), got {self.min_fraction}")
+        if not 0 < self.max_overlap <= 1:
+            raise ValueError(f"max_overlap must be in (0, 1], got {self.max_overlap}")
         if self.min_pixels < 1 or self.min_gap < 0 or self.min_age < 1:
             raise ValueError("min_pixels and min_age must be >= 1 and min_gap >= 0, got "
                              f"{self.min_pixels}, {self.min_age}, {self.min_gap}")
@@ -150,12 +156,13 @@ class DivisionRule:
 _EIGHT = np.ones((3, 3), bool)
 
 
-def find_split(mask: np.ndarray, reference_area: float,
-               rule: DivisionRule) -> tuple[np.ndarray, np.ndarray] | None:
+def find_split(mask: np.ndarray, reference_area: float, rule: DivisionRule,
+               others: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray] | None:
     """The two parts of ``mask`` (H, W) bool if it is split by ``rule``'s measure, else None.
 
-    ``reference_area``: the object's area before the split. Pixels of smaller components go to
-    the nearer part, so the two parts together are the whole mask.
+    ``reference_area``: the object's area before the split; ``others``: (H, W) bool, the other
+    objects' masks on the frame. Pixels of smaller components go to the nearer part, so the
+    two parts together are the whole mask.
     """
     comps, n = ndimage.label(mask, structure=_EIGHT)
     if n < 2:
@@ -167,6 +174,9 @@ def find_split(mask: np.ndarray, reference_area: float,
     if areas[big[1] - 1] < need:
         return None
     a, b = comps == big[0], comps == big[1]
+    if others is not None and max((p & others).sum() / p.sum() for p in (a, b)) > \
+            rule.max_overlap:
+        return None
     dist_a = ndimage.distance_transform_edt(~a)
     if dist_a[b].min() - 1 < rule.min_gap:
         return None
@@ -249,15 +259,16 @@ def _observe(session, result: FrameResult, watch: dict[int, _Watch], rule: Divis
              only: set[int] | None = None):
     """Update the watch with ``result``; (parent, first split frame, (a, b)) when a split is
     confirmed, else None."""
+    masks = result.masks
     for k, oid in enumerate(result.obj_ids):
         if only is not None and oid not in only:
             continue
         w = watch.setdefault(oid, _Watch())
-        mask = result.masks[k]
+        mask = masks[k]
         w.age += 1
         split = None
         if w.age > rule.min_age and w.area > 0:
-            split = find_split(mask, w.area, rule)
+            split = find_split(mask, w.area, rule, np.delete(masks, k, axis=0).any(0))
         if split is None:
             w.splits.clear()
             area = float(mask.sum())

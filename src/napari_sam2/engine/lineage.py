@@ -134,11 +134,14 @@ class Lineage:
         return [self.add(d, frame, parent=seg.track_id) for d in ids]
 
     def remove(self, track_id: int) -> None:
-        """Forget a track; its daughters become roots (parent None)."""
+        """Forget a track; its daughters become roots (parent None). Removing the last
+        daughter of a division undoes it: the parent's track is open again."""
         seg = self.tracks.pop(self._get(track_id).track_id)
         for child in self.tracks.values():
             if child.parent == seg.track_id:
                 child.parent = None
+        if seg.parent is not None and seg.parent in self.tracks and not self.children(seg.parent):
+            self.tracks[seg.parent].end = None
 
     def clear(self) -> None:
         self.tracks.clear()
