@@ -165,6 +165,24 @@ def test_cancel_and_wrong_frame(make_napari_viewer, trained_demo_model, qtbot):
     wait_idle(qtbot, c)
     assert c.labels_layer.data[T_SPLIT, y1, x1] == 1
 
+    # a refused division (the parent has no prompt before frame 0): one line, nothing changes
+    c.go_to_frame(0)
+    before = c.labels_layer.data.copy()
+    assert c.mark_division()
+    c.prompts.add_point((0, 32, 20), True)
+    c.prompts.add_point((0, 32, 76), True)
+    wait_idle(qtbot, c)
+    assert "has no prompt before frame 0" in widget._status_label.text()
+    assert c.objects == {1} and c.division is None and len(c.prompts.points.data) == 2
+    np.testing.assert_array_equal(c.labels_layer.data, before)
+    session = c.sessions.get(c.image_layer, c.current_ref(), create=False)
+    assert session.obj_ids == [1] and session.lineage.parents() == {}
+
+    # the Labels layer removed: the Tracks layer stays, no longer followed
+    tracks = c.tracks.layer
+    viewer.layers.remove(c.labels_layer)
+    assert c.tracks.labels is None and tracks in viewer.layers
+
 
 def test_division_detection_default_follows_the_axis(make_napari_viewer):
     viewer = make_napari_viewer()

@@ -189,6 +189,8 @@ class Sam2Controller:
             self.image_layer = None
         if layer == self.labels_layer:
             self.labels_layer = None
+        if self.tracks.labels is not None and layer == self.tracks.labels:
+            self.tracks.attach(None, None)  # its Tracks layer stays as it is
 
     def set_image_layer(self, layer) -> bool:
         """Work on ``layer``. Each image keeps its own prompts, objects, Labels layer, stack
