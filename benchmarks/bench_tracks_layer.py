@@ -22,25 +22,19 @@ import statistics
 import time
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--frames", type=int, default=16)
-    parser.add_argument("--cells", type=int, default=4)
-    parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args(argv)
-
+def clicked_viewer(n_frames: int, n_cells: int, seed: int = 0):
+    """A shown napari viewer with ``make_dividing_timelapse(n_frames, n_cells, seed)``, the
+    widget docked with the shipped sam2_demo, and one click per cell on frame 0 (each its own
+    object). Returns (viewer, widget, idle() that processes events until the plugin is idle,
+    images). Also used by scripts/screenshot_divisions.py."""
     import napari
     import numpy as np
-    import torch
     from qtpy.QtWidgets import QApplication
 
     from napari_sam2.data.dividing import make_dividing_timelapse
     from napari_sam2.model import load_model
 
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
-          f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
-          f"load average {os.getloadavg()[0]:.1f}")
-    images, truth, _ = make_dividing_timelapse(n_frames=args.frames, n_cells=args.cells, seed=0)
+    images, truth, _ = make_dividing_timelapse(n_frames=n_frames, n_cells=n_cells, seed=seed)
     model = load_model("sam2_demo", device="cpu", progress=False)
     viewer = napari.Viewer(show=True)
     lo, hi = (float(v) for v in np.percentile(images, (0.5, 99.8)))
@@ -54,16 +48,35 @@ def main(argv=None) -> int:
         while c.jobs.busy or c.propagating or c.prefetcher.busy:
             app.processEvents()
             time.sleep(0.002)
+        for _ in range(20):
+            app.processEvents()
 
     c.go_to_frame(0)
     idle()
-    for cell in range(1, args.cells + 1):
+    for cell in range(1, n_cells + 1):
         rows, cols = np.nonzero(truth[0] == cell)
         i = np.argmin((rows - rows.mean()) ** 2 + (cols - cols.mean()) ** 2)
         if cell > 1:
             c.new_object()
         c.prompts.add_point((0, rows[i], cols[i]), True)
         idle()
+    return viewer, widget, idle, images
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--frames", type=int, default=16)
+    parser.add_argument("--cells", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+
+    import torch
+
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
+          f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
+          f"load average {os.getloadavg()[0]:.1f}")
+    viewer, widget, idle, images = clicked_viewer(args.frames, args.cells)
+    c = widget.controller
     print(f"data: {images.shape} {images.dtype}, {args.cells} cells clicked on frame 0")
 
     spent = {"s": 0.0}

@@ -224,7 +224,8 @@ class TracksView:
             selection = self.viewer.layers.selection
             active, selected = selection.active, set(selection)
             self.layer = self.viewer.add_tracks(
-                table, graph=graph, name=self.name, tail_length=max(int(table[:, 1].max()), 1),
+                table, graph=graph, name=self.name,
+                tail_length=max(int(self.labels.data.shape[self.ref.stack_axis]), 1),
                 scale=tuple(self.labels.scale), translate=tuple(self.labels.translate),
             )
             self._keep_below_prompts()
