@@ -139,6 +139,9 @@ def test_undo_takes_the_division_back(divided):
     assert session.lineage.parents() == {} and session.lineage.tracks[parent].end is None
     assert c.tracks.layer.graph == {}
     assert set(c.tracks.layer.data[:, 0].astype(int)) == {parent}
+    assert c.lineage_parents() == {}  # the record written after the division does not count
+    assert [t["parent"] for t in c.labels_layer.metadata["napari_sam2"]["lineage"]["tracks"]] \
+        == [None]
 
 
 def test_cancel_and_wrong_frame(make_napari_viewer, trained_demo_model, qtbot):

@@ -128,6 +128,9 @@ class Sam2Controller:
         self.tracks = TracksView(viewer, self.lineage_parents)
         self.writer.listeners.append(self.tracks.mark)
         self._painted: list = []  # Labels layers whose paint events we follow
+        # {labels layer's unique_id: {track: parent}} read from the record the labels came
+        # with (a file); our own writes to the record do not change it (see lineage_parents)
+        self._saved_parents: dict = {}
         self._contrast_dirty = False
         self.last_download: tuple[int, int] | None = None
         self._kept: list[ImageState] = []  # the state of images picked before (see switch)
@@ -317,6 +320,7 @@ class Sam2Controller:
             return False
         self.labels_layer = layer
         self.writer.painter(layer)
+        self._lineage_read_with(layer)  # before we write our own record into it
         self._attach_tracks()
         self.objects_changed.emit()
         return True
@@ -614,6 +618,9 @@ class Sam2Controller:
             self._error("wait for the running job (or cancel it) before deleting objects")
             return
         group = UndoGroup(f"delete objects {list(obj_ids)}", target=self.labels_layer)
+        for known in self._saved_parents.values():  # deleted objects have no lineage left
+            for obj in obj_ids:
+                known.pop(obj, None)
         for obj in obj_ids:
             self.sessions.remove_object(obj)
             self.prompts.remove_object(obj)
@@ -665,6 +672,7 @@ class Sam2Controller:
                 self.select_object(max(self.objects, default=1))
         self.tracks.graph_changed()
         self.tracks.flush(force=True)
+        self.record_provenance()  # the lineage saved with the labels follows the undo
         self.objects_changed.emit()
         return restored
 
@@ -756,18 +764,27 @@ class Sam2Controller:
             return None
 
     def lineage_parents(self) -> dict[int, int]:
-        """{object: parent} of the current stack: the lineage saved with the labels (when
-        they were opened from a file), updated by the tracking session's."""
-        parents = {}
-        if self.labels_layer is not None:
-            try:
-                parents = saved_parents(self.labels_layer.metadata.get("napari_sam2"))
-            except ValueError:  # a damaged record: the session's lineage still counts
-                parents = {}
+        """{object: parent} of the current stack: the lineage the labels came with (read
+        once, when the layer is first used: a division undone here must not come back from
+        the record we wrote), updated by the tracking session's."""
+        if self.labels_layer is None:
+            return {}
+        parents = dict(self._lineage_read_with(self.labels_layer))
         session = self._session()
         if session is not None:
             parents.update(session.lineage.parents())
         return parents
+
+    def _lineage_read_with(self, labels) -> dict[int, int]:
+        """{track: parent} of the record ``labels`` came with, read the first time."""
+        key = getattr(labels, "unique_id", id(labels))
+        if key not in self._saved_parents:
+            try:
+                found = saved_parents(labels.metadata.get("napari_sam2"))
+            except ValueError:  # a damaged record: the session's lineage still counts
+                found = {}
+            self._saved_parents[key] = found
+        return self._saved_parents[key]
 
     def lineage(self) -> dict | None:
         """The lineage of the labels of the current stack as saved (``Lineage.to_dict()``),
