@@ -316,3 +316,11 @@ def test_divisions_found_while_propagating(make_napari_viewer, trained_demo_mode
     session = c.sessions.get(c.image_layer, c.current_ref(), create=False)
     assert session.obj_ids == [1] and session.lineage.parents() == {}
     assert c.tracks.layer.graph == {} and c.tracks.layer.data[:, :2].tolist() == [[1, 0]]
+
+
+def test_deleting_a_daughter(divided):
+    viewer, widget, c, centres, (parent, d1, d2) = divided
+    c.delete_objects([d1])
+    assert c.tracks.layer.graph == {d2: [parent]}
+    record = c.labels_layer.metadata["napari_sam2"]["lineage"]["tracks"]
+    assert [(t["id"], t["parent"]) for t in record] == [(parent, None), (d2, parent)]

@@ -636,6 +636,7 @@ class Sam2Controller:
             self.select_object(left[-1] if left else next_free_label(data, obj_ids))
         self.tracks.graph_changed()
         self.tracks.flush(force=True)
+        self.record_provenance()  # the objects and lineage saved with the labels follow
         self.objects_changed.emit()
 
     def frames_covered(self, obj_id: int) -> list[int]:
@@ -686,6 +687,7 @@ class Sam2Controller:
         """Start marking a division of the current object on the shown frame: the next two
         clicks there are the daughters (new objects). Refused (one line) without a stack, a
         model, or while a job runs."""
+        self.cancel_division()
         if not self._check_ready():
             return False
         if self.stack_axis is None:
