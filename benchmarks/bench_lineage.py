@@ -3,8 +3,8 @@
     .venv/bin/python benchmarks/bench_lineage.py                    # 16 sequences, sam2_demo
     .venv/bin/python benchmarks/bench_lineage.py --sequences 4      # quick look
 
-Data: ``data.dividing.make_dividing_timelapse`` (32 frames, 192 x 256, 4 cells of which 3
-divide once), seeds from ``SEED`` on. Per sequence, with the shipped ``sam2_demo`` on the CPU:
+Data: ``data.dividing.make_dividing_timelapse`` (32 frames, 192 x 256, ``--cells`` 4 of which
+3 divide once; more cells crowd the frame and touch), seeds from ``SEED`` on. Per sequence, with the shipped ``sam2_demo`` on the CPU:
 one positive click per cell on frame 0 (its most interior pixel), then one forward propagation,
 nothing else, once with automatic division detection (``DivisionRule()`` defaults) and once
 without (the plain session). Both runs share the image features (encoded once).
@@ -92,8 +92,8 @@ def divisions_correct(pred: np.ndarray, parents: dict[int, int], gt: np.ndarray,
     return correct, total
 
 
-def sequence(model, seed: int, tolerance: int, tmp: Path) -> dict:
-    images, labels, rows = make_dividing_timelapse(n_frames=32, seed=seed)
+def sequence(model, seed: int, tolerance: int, tmp: Path, cells: int = 4) -> dict:
+    images, labels, rows = make_dividing_timelapse(n_frames=32, n_cells=cells, seed=seed)
     gt = write_ctc_ground_truth(tmp / f"{seed}_GT", labels, rows)
     cache = None
     row = {"seed": seed, "divisions": int((rows[:, 3] > 0).sum() // 2)}
@@ -139,6 +139,8 @@ def main() -> None:
     parser.add_argument("--sequences", type=int, default=16)
     parser.add_argument("--tolerance", type=int, default=1,
                         help="frames a division may be off and still count (default 1)")
+    parser.add_argument("--cells", type=int, default=4,
+                        help="cells on frame 0 (default 4; n // 2 + 1 of them divide)")
     parser.add_argument("--json", default=None, help="also write the figures here")
     args = parser.parse_args()
     print(f"machine: {describe()}; torch {torch.__version__}, {torch.get_num_threads()} threads")
@@ -146,7 +148,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.sequences):
-            row = sequence(model, SEED + i, args.tolerance, Path(tmp))
+            row = sequence(model, SEED + i, args.tolerance, Path(tmp), args.cells)
             rows.append(row)
             w, wo = row["with"], row["without"]
             print(f"  seed {row['seed']}: {row['divisions']} divisions | with: TRA {w['TRA']:.3f}"
@@ -154,9 +156,9 @@ def main() -> None:
                   f" {w['found']} found, {w['seconds']:.1f} s | without: TRA {wo['TRA']:.3f},"
                   f" {wo['seconds']:.1f} s", flush=True)
     n_div = sum(r["divisions"] for r in rows)
-    print(f"{args.sequences} sequences x 32 frames, {n_div} divisions; sam2_demo, one click per "
+    print(f"{args.sequences} sequences x 32 frames, {args.cells} cells, {n_div} divisions; sam2_demo, one click per "
           f"cell on frame 0; 95 % bootstrap intervals over sequences")
-    figures = {"sequences": args.sequences, "divisions": n_div, "tolerance": args.tolerance}
+    figures = {"sequences": args.sequences, "cells": args.cells, "divisions": n_div, "tolerance": args.tolerance}
     for name, label in (("with", "with division detection"), ("without", "without divisions")):
         s = _summary(rows, name)
         figures[name] = {k: (v if k == "seconds" else [round(v[0], 4), [round(x, 4) for x in

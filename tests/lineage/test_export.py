@@ -175,6 +175,10 @@ def test_export_command(truth, gt, tmp_path, capsys):
     assert "TRA 1.0000" in out and "4 with a parent" in out
     assert read_ctc(tmp_path / "res")[1].tolist() == tracks.tolist()
     geff.validate_structure(tmp_path / "t.geff")
+    saved = tmp_path / "with_lineage.tif"  # the lineage saved in the labels' record
+    write_labels_tiff(saved, labels, provenance={"lineage": lin.to_dict()})
+    assert main(["export", str(saved), "--csv", str(tmp_path / "s.csv")]) == 0
+    assert "4 with a parent" in capsys.readouterr().out
     lin_file.write_text("{}")
     assert main(["export", str(tif), "--lineage", str(lin_file), "--csv",
                  str(tmp_path / "u.csv")]) == 2

@@ -214,9 +214,10 @@ class TrackingSession:
         with st.lock:
             if not st.lineage.allows(oid, f):
                 seg = st.lineage.tracks[oid]
-                raise ValueError(f"object {oid} exists on frames {seg.start}..{seg.end} only "
-                                 f"(a division); frame {f} is outside, prompt a daughter or "
-                                 "parent there instead")
+                span = f"{seg.start}..{'the end' if seg.end is None else seg.end}"
+                raise ValueError(f"object {oid} exists on frames {span} only (a division); "
+                                 f"frame {f} is outside: prompt its parent or daughters there "
+                                 "instead")
             track = st.tracks.get(oid) or ObjectTrack(oid)
             is_init = f not in track.tracked
             reverse = False if is_init else track.tracked[f]
