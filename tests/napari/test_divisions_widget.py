@@ -324,3 +324,34 @@ def test_deleting_a_daughter(divided):
     assert c.tracks.layer.graph == {d2: [parent]}
     record = c.labels_layer.metadata["napari_sam2"]["lineage"]["tracks"]
     assert [(t["id"], t["parent"]) for t in record] == [(parent, None), (d2, parent)]
+
+
+def test_tracks_of_a_4d_stack_follow_the_writer(make_napari_viewer):
+    """(t, z, y, x) labels tracked along t at z = 2: the Tracks layer has (t, z, y, x) points
+    at that z, made and updated from what ``LabelsWriter`` pastes (no model needed)."""
+    from napari_sam2._napari._layers import LabelsWriter, UndoGroup
+    from napari_sam2._napari._stack import StackRef
+    from napari_sam2._napari._tracks import TracksView
+
+    viewer = make_napari_viewer()
+    labels = viewer.add_labels(np.zeros((3, 4, 16, 16), np.int32), name="l",
+                               scale=(1, 2, 0.5, 0.5))
+    view = TracksView(viewer, lambda: {2: 1})
+    writer = LabelsWriter()
+    writer.listeners.append(view.mark)
+    ref = StackRef(4, 0, ((1, 2),))
+    view.attach(labels, ref)
+    assert view.layer is None  # nothing to show yet
+    group = UndoGroup("test", target=labels)
+    mask = np.zeros((16, 16), bool)
+    mask[2:4, 2:4] = True
+    writer.paste(group, ref.plane_key(0), 1, mask)
+    writer.paste(group, ref.plane_key(1), 2, mask)
+    writer.paste(group, StackRef(4, 0, ((1, 3),)).plane_key(1), 5, mask)  # another z: not ours
+    writer.undo_stack.push(group)
+    assert view.flush(force=True)
+    assert view.layer.data.tolist() == [[1, 0, 2, 2.5, 2.5], [2, 1, 2, 2.5, 2.5]]
+    assert view.layer.graph == {2: [1]} and tuple(view.layer.scale) == (1, 2, 0.5, 0.5)
+    writer.undo()
+    assert view.flush(force=True) and view.layer is None  # empty again: the layer went
+    assert [layer.name for layer in viewer.layers] == ["l"]
