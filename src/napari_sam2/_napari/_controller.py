@@ -31,6 +31,7 @@ from psygnal import Signal
 
 from napari_sam2._napari._clicks import Segmenter
 from napari_sam2._napari._everything import Everything
+from napari_sam2._napari._division import Divider, DivisionMark
 from napari_sam2._napari._layers import (
     LabelsWriter,
     SamPainter,
@@ -46,6 +47,13 @@ from napari_sam2._napari._restore import rebuild, restorable, restore
 from napari_sam2._napari._sessions import SessionStore, image_shape
 from napari_sam2._napari._stack import StackRef, check_ndim, non_spatial_axes, stack_ref
 from napari_sam2._napari._tracking import Tracker
+from napari_sam2._napari._tracks import (
+    LINEAGE_KEY,
+    TracksView,
+    lineage_record,
+    painted_frames,
+    saved_parents,
+)
 from napari_sam2._napari._workers import JobQueue, WorkerFactory, napari_worker
 
 DEFAULT_MODEL = "sam2.1_hiera_tiny"
@@ -104,7 +112,7 @@ class Sam2Controller:
         self.model_name: str | None = None
         self.feedback = Feedback(
             say=self.say, error=self._error, busy=self.busy_changed.emit,
-            progress=self.progress.emit, written=self.record_provenance,
+            progress=self._on_progress, written=self._after_write,
             objects_changed=self.objects_changed.emit, exists=lambda layer: layer in viewer.layers,
         )
         self.sessions = SessionStore()
@@ -121,6 +129,14 @@ class Sam2Controller:
         self.everything = Everything(self.jobs, self.sessions, self.writer, self.feedback,
                                      progress=self.everything_progress.emit)
         self.prompts = PromptLayers(viewer, self._on_point, self._on_box, self._on_points_removed)
+        self.divider = Divider(self.jobs, self.sessions, self.writer, self.feedback)
+        self.division: DivisionMark | None = None  # a division being marked (docs/plugin.md)
+        self.tracks = TracksView(viewer, self.lineage_parents)
+        self.writer.listeners.append(self.tracks.mark)
+        self._painted: list = []  # Labels layers whose paint events we follow
+        # {labels layer's unique_id: {track: parent}} read from the record the labels came
+        # with (a file); our own writes to the record do not change it (see lineage_parents)
+        self._saved_parents: dict = {}
         self._contrast_dirty = False
         self.last_download: tuple[int, int] | None = None
         self._kept: list[ImageState] = []  # the state of images picked before (see switch)
@@ -137,6 +153,8 @@ class Sam2Controller:
         self.prefetcher.stop()
         self.viewer.layers.events.removed.disconnect(self._on_layer_removed)
         self.viewer.layers.events.inserted.disconnect(self._on_layer_inserted)
+        for layer in self._painted:
+            layer.events.paint.disconnect(self._on_paint)
 
     # ------------------------------------------------------------------ messages
     def say(self, text: str) -> None:
@@ -192,6 +210,8 @@ class Sam2Controller:
             self.image_layer = None
         if layer == self.labels_layer:
             self.labels_layer = None
+        if self.tracks.labels is not None and layer == self.tracks.labels:
+            self.tracks.attach(None, None)  # its Tracks layer stays as it is
 
     def _on_layer_inserted(self, event) -> None:
         """Saved labels of the picked image opened (with their session record): use them."""
@@ -236,6 +256,7 @@ class Sam2Controller:
             self.objects = set()
             self.select_object(1)
         layer.events.contrast_limits.connect(self._on_contrast)
+        self._attach_tracks()
         self.objects_changed.emit()
         if self.labels_layer is None:  # its labels saved with a session record are open: use them
             in_use = [k.labels_layer for k in self._kept]
@@ -302,6 +323,7 @@ class Sam2Controller:
         if axis not in non_spatial_axes(len(image_shape(self.image_layer))):
             raise ValueError(f"axis {axis} is not a stack axis of this image")
         self.stack_axis = int(axis)
+        self._attach_tracks()
         self.objects_changed.emit()
 
     def set_labels_layer(self, layer) -> bool:
@@ -327,6 +349,8 @@ class Sam2Controller:
             return False
         self.labels_layer = layer
         self.writer.painter(layer)
+        self._lineage_read_with(layer)  # before we write our own record into it
+        self._attach_tracks()
         self.objects_changed.emit()
         restore(self, layer)  # labels saved with a session record: objects, prompts, session
         return True
@@ -490,6 +514,9 @@ class Sam2Controller:
             self.prompts.remove_last_point()  # a refused click leaves nothing behind
             return
         ref = stack_ref(image_shape(self.image_layer), self.stack_axis, coords)
+        if self.division is not None:
+            self._division_click(ref, coords)
+            return
         self.segment(ref, ref.frame_of(coords), self.current_obj)
 
     def _on_box(self, vertices) -> None:
@@ -542,6 +569,9 @@ class Sam2Controller:
             provenance[RECORDS_KEY] = document
         elif RECORDS_KEY in old:
             provenance[RECORDS_KEY] = old[RECORDS_KEY]
+        lineage = self.lineage()
+        if lineage is not None:
+            self.labels_layer.metadata["napari_sam2"][LINEAGE_KEY] = lineage
 
     # ------------------------------------------------------------------ tracking
     def mask_as_prompt(self, obj_ids=None) -> None:
@@ -577,19 +607,28 @@ class Sam2Controller:
         self.tracker.mask_as_prompt(self.image_layer, ref, frame, {i: plane == i for i in ids})
 
     def propagate(self, direction: str = "forward", frame_range=None, obj_ids=None,
-                  stop_after_absent: int | None = None) -> bool:
+                  stop_after_absent: int | None = None, divisions: bool = False) -> bool:
         """Propagate from the shown frame; ``direction`` forward/backward/both;
         ``stop_after_absent`` N: each object stops after N frames in a row without it (None:
         never; the widget's default is ``default_stop_after_absent()``).
 
         A refused propagation (nothing to propagate, bad range) changes nothing; after "both"
-        the view goes back to the frame it started from."""
+        the view goes back to the frame it started from. ``divisions``: find cell divisions
+        going forward (``engine.division.DivisionRule``'s defaults; the widget's default is
+        ``default_detect_divisions()``)."""
         if not self._check_ready(create_labels=False):
             return False
+        self.cancel_division()
         ref, start = self.current_ref(), self.current_frame()
+        rule = None
+        if divisions:
+            from napari_sam2.engine.division import DivisionRule
+
+            rule = DivisionRule()
         planned = self.tracker.plan(
             self.image_layer, ref, start=start, n_frames=self.num_frames(), direction=direction,
             frame_range=frame_range, obj_ids=obj_ids, stop_after_absent=stop_after_absent,
+            divisions=rule,
         )
         if planned is None or not self._ensure_labels():
             return False
@@ -651,6 +690,9 @@ class Sam2Controller:
             self._error("wait for the running job (or cancel it) before deleting objects")
             return
         group = UndoGroup(f"delete objects {list(obj_ids)}", target=self.labels_layer)
+        for known in self._saved_parents.values():  # deleted objects have no lineage left
+            for obj in obj_ids:
+                known.pop(obj, None)
         for i, obj in enumerate(obj_ids):
             self.sessions.remove_object(obj, together=i > 0)
             self.prompts.remove_object(obj)
@@ -664,7 +706,9 @@ class Sam2Controller:
             left = sorted(self.objects)
             data = self.labels_layer.data if self.labels_layer is not None else ()
             self.select_object(left[-1] if left else next_free_label(data, obj_ids))
-        self.record_provenance()
+        self.tracks.graph_changed()
+        self.tracks.flush(force=True)
+        self.record_provenance()  # the objects and lineage saved with the labels follow
         self.objects_changed.emit()
 
     def frames_covered(self, obj_id: int) -> list[int]:
@@ -687,6 +731,8 @@ class Sam2Controller:
         if self.jobs.busy:
             self._error("wait for the running job (or cancel it) before undoing")
             return 0
+        session = self._session()
+        before = set(session.obj_ids) if session is not None else set()
         group, restored = self.writer.undo(exists=self.feedback.exists)
         if group is None:
             self.say("nothing to undo")
@@ -696,5 +742,211 @@ class Sam2Controller:
                                           [edit.key for edit in group.edits])
             self.record_provenance()
         self.say(f"undone: {group.description} ({restored} pixels)")
+        gone = before - set(session.obj_ids) if session is not None else set()
+        if gone:  # an undone division: its daughters are objects no more
+            self.objects -= gone
+            if self.current_obj in gone:
+                self.select_object(max(self.objects, default=1))
+        self.tracks.graph_changed()
+        self.tracks.flush(force=True)
+        self.record_provenance()  # the lineage saved with the labels follows the undo
         self.objects_changed.emit()
         return restored
+
+    # ------------------------------------------------------------------ divisions and tracks
+    def default_detect_divisions(self) -> bool:
+        """Find divisions automatically by default, except along z (objects do not divide
+        in a volume): the stack axis's name is read as ``default_stop_after_absent`` does."""
+        return self.stack_axis is not None and self.default_stop_after_absent() is None
+
+    def mark_division(self) -> bool:
+        """Start marking a division of the current object on the shown frame: the next two
+        clicks there are the daughters (new objects). Refused (one line) without a stack, a
+        model, or while a job runs."""
+        self.cancel_division()
+        if not self._check_ready():
+            return False
+        if self.stack_axis is None:
+            self._error("divisions need a stack (2D+t or 3D+t): this image has one frame")
+            return False
+        if self.jobs.busy:
+            self._error("wait for the running job (or cancel it) before marking a division")
+            return False
+        parent, ref, frame = self.current_obj, self.current_ref(), self.current_frame()
+        first = self._free_object(next_free_label(self.labels_layer.data, self.objects))
+        second = self._free_object(first + 1)
+        self.division = DivisionMark(parent, frame, ref, (first, second))
+        self.prompts.set_object(first)
+        self.prompts.activate_points()
+        self.say(self.division.prompt())
+        self.objects_changed.emit()
+        return True
+
+    def cancel_division(self) -> None:
+        """Stop marking a division; its clicks so far are removed (nothing was computed)."""
+        mark, self.division = self.division, None
+        if mark is None:
+            return
+        self._remove_division_points(mark)
+        self.prompts.set_object(self.current_obj)
+        self.say(f"division of object {mark.parent} cancelled")
+        self.objects_changed.emit()
+
+    def _remove_division_points(self, mark: DivisionMark) -> None:
+        for oid in mark.daughters:
+            self.prompts.remove_object(oid)
+
+    def _division_click(self, ref, coords) -> None:
+        mark = self.division
+        frame = ref.frame_of(coords)
+        if ref != mark.ref or frame != mark.frame:
+            self.prompts.remove_last_point()
+            self._error(f"the daughters of object {mark.parent} are clicked on frame "
+                        f"{mark.frame}, where the division was started: go back to it, or "
+                        "cancel the division (Esc)")
+            return
+        mark.clicks.append(tuple(float(v) for v in np.asarray(coords)[-2:]))
+        if not mark.complete:
+            self.prompts.set_object(mark.expected)
+            self.say(mark.prompt())
+            return
+        self.division = None
+        self.prompts.set_object(self.current_obj)
+        self.objects.update(mark.daughters)
+
+        def done(ok: bool) -> None:
+            if ok:
+                self.select_object(mark.daughters[0])
+            else:  # refused: the daughters are not objects, their clicks go
+                self.objects.difference_update(mark.daughters)
+                self._remove_division_points(mark)
+            self.objects_changed.emit()
+
+        self.say(f"dividing object {mark.parent} on frame {mark.frame} ...")
+        self.divider.divide(self.image_layer, self.labels_layer, mark, done)
+
+    def _free_object(self, obj: int) -> int:
+        """``obj`` or the next id whose colour is easy to see (as ``new_object`` picks)."""
+        for _ in range(64):
+            if visible_color(self.labels_layer.get_color(obj)):
+                break
+            obj += 1
+        return obj
+
+    def _session(self, create: bool = False):
+        if self.image_layer is None or self.stack_axis is None:
+            return None
+        try:
+            return self.sessions.get(self.image_layer, self.current_ref(), create=create)
+        except (RuntimeError, ValueError):
+            return None
+
+    def lineage_parents(self) -> dict[int, int]:
+        """{object: parent} of the current stack: the lineage the labels came with (read
+        once, when the layer is first used: a division undone here must not come back from
+        the record we wrote), updated by the tracking session's."""
+        if self.labels_layer is None:
+            return {}
+        parents = dict(self._lineage_read_with(self.labels_layer))
+        session = self._session()
+        if session is not None:
+            parents.update(session.lineage.parents())
+        return parents
+
+    def _lineage_read_with(self, labels) -> dict[int, int]:
+        """{track: parent} of the record ``labels`` came with, read the first time."""
+        key = getattr(labels, "unique_id", id(labels))
+        if key not in self._saved_parents:
+            try:
+                found = saved_parents(labels.metadata.get("napari_sam2"))
+            except ValueError:  # a damaged record: the session's lineage still counts
+                found = {}
+            self._saved_parents[key] = found
+        return self._saved_parents[key]
+
+    def lineage(self) -> dict | None:
+        """The lineage of the labels of the current stack as saved (``Lineage.to_dict()``),
+        None when the stack is not a time-lapse the Tracks layer can show."""
+        if not self.tracks.active:
+            return None
+        self.tracks.flush(force=True)
+        return lineage_record(self.tracks.extents(), self.lineage_parents())
+
+    def _attach_tracks(self) -> None:
+        """Show the Tracks layer of the current stack of the Labels layer."""
+        labels = self.labels_layer
+        if labels is None or self.image_layer is None or self.stack_axis is None:
+            self.tracks.attach(None, None)
+            return
+        try:
+            ref = self.current_ref()
+        except (ValueError, IndexError):
+            return
+        if not any(known is labels for known in self._painted):
+            labels.events.paint.connect(self._on_paint)
+            self._painted.append(labels)
+        self.tracks.attach(labels, ref)
+
+    def _on_paint(self, event=None) -> None:
+        """Labels painted (or filled, erased) by hand: the centroids of the frames touched."""
+        layer = self.labels_layer
+        if layer is None or layer is not self.tracks.labels:
+            return
+        frames = painted_frames(getattr(event, "value", None) or (), self.tracks.ref.stack_axis)
+        if frames is None:
+            self.tracks.mark_all()
+        for frame in frames or ():
+            self.tracks.mark(layer, self.tracks.ref.plane_key(frame))
+        # napari says so before the pixels are in the array: recompute once they are
+        from qtpy.QtCore import QTimer
+
+        QTimer.singleShot(0, lambda: self.tracks.flush(force=True))
+
+    def _on_progress(self, done: int, total: int, fps: float) -> None:
+        self.progress.emit(done, total, fps)
+        self.tracks.flush()  # at most every tracks.interval seconds
+
+    def _sync_objects(self) -> None:
+        """Objects the session made (daughters of a division found while propagating)."""
+        session = self._session()
+        if session is not None:
+            self.objects.update(int(o) for o in session.obj_ids)
+
+    def _after_write(self) -> None:
+        """SAM wrote into the Labels layer (a click, a run, a division): objects, tracks and
+        the record saved with the labels follow."""
+        self._sync_objects()
+        self._attach_tracks()
+        self.tracks.graph_changed()
+        self.tracks.flush(force=True)
+        self.record_provenance()
+
+    def stack_labels(self) -> np.ndarray | None:
+        """The (T, H, W) labels of the current stack (a copy), None without a time-lapse."""
+        if not self.tracks.active:
+            return None
+        key = list(self.current_ref().plane_key(0))
+        key[self.stack_axis] = slice(None)
+        return np.asarray(self.labels_layer.data[tuple(key)])
+
+    def export_tracks(self, path, kind: str | None = None) -> str | None:
+        """Export the current stack's tracks and lineage (``_export.export_tracks``: a CTC
+        folder, GEFF or CSV); returns the path written, or None after saying why not."""
+        from napari_sam2._napari._export import export_tracks
+        from napari_sam2._napari._messages import error_message
+
+        if self.jobs.busy:
+            self._error("wait for the running job (or cancel it) before exporting tracks")
+            return None
+        labels = self.stack_labels()
+        if labels is None:
+            self._error("nothing to export: tracks need a Labels layer of a time-lapse tracked "
+                        "along its first axis (t)")
+            return None
+        try:
+            written, kind = export_tracks(path, labels, self.lineage_parents(), kind)
+        except Exception as exc:  # noqa: BLE001 - one line for the user, as every error
+            self._error(error_message(exc, f"exporting tracks to {path}"))
+            return None
+        self.say(f"tracks exported to {written} ({kind})")
+        return str(written)

@@ -18,6 +18,7 @@ value SAM wrote, so edits made after the SAM write survive an undo too.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,12 +44,14 @@ class PlaneEdit:
 class UndoGroup:
     """One undoable SAM action (a click, a propagation run, tracking all labels).
 
-    ``target`` is what the edits apply to (the widget keeps the Labels layer there).
+    ``target`` is what the edits apply to (the widget keeps the Labels layer there);
+    ``undone`` is called after the group was undone (e.g. a division takes back its lineage).
     """
 
     description: str
     edits: list[PlaneEdit] = field(default_factory=list)
     target: object = None
+    undone: Callable[[], None] | None = None
 
 
 class SamPainter:
@@ -183,13 +186,20 @@ class LabelsWriter:
 
     A target is anything with an N-D ``data`` array and ``refresh()`` (a napari Labels layer,
     or a small holder of a numpy array); each has its own :class:`SamPainter`. ``overwrite``
-    lets SAM take other labels' pixels (the widget's checkbox).
+    lets SAM take other labels' pixels (the widget's checkbox). Each of ``listeners`` is
+    called with ``(target, plane key)`` after every plane that a paste or an undo changed
+    (the tracks view follows the labels this way).
     """
 
     def __init__(self, depth: int = 10):
         self.painters: dict[int, SamPainter] = {}
         self.undo_stack = UndoStack(depth)
         self.overwrite = False
+        self.listeners: list[Callable[[object, tuple], None]] = []
+
+    def _changed(self, target, key: tuple) -> None:
+        for listener in self.listeners:
+            listener(target, key)
 
     def painter(self, target) -> SamPainter:
         return self.painters.setdefault(id(target), SamPainter())
@@ -202,6 +212,7 @@ class LabelsWriter:
         )
         if edit is not None:
             group.edits.append(edit)
+            self._changed(group.target, key)
 
     def erase(self, group: UndoGroup, label: int) -> None:
         """Clear every pixel of ``label`` in ``group.target`` (SAM's or painted) into ``group``."""
@@ -218,6 +229,10 @@ class LabelsWriter:
             return None, 0
         restored = self.painter(group.target).undo(group.target.data, group)
         group.target.refresh()
+        for key in {_plane_id(edit.key): edit.key for edit in group.edits}.values():
+            self._changed(group.target, key)
+        if group.undone is not None:
+            group.undone()
         return group, restored
 
 

@@ -55,7 +55,7 @@ def _integer_tiff(path: Path) -> bool:
         return False
 
 
-def _layer_data(labels, meta) -> list[tuple]:
+def _layer_data(labels, meta, path) -> list[tuple]:
     kwargs = {
         "name": meta.name,
         "scale": meta.scale,
@@ -66,7 +66,32 @@ def _layer_data(labels, meta) -> list[tuple]:
         kwargs["axis_labels"] = meta.axis_labels
     if meta.units:
         kwargs["units"] = tuple("pixel" if u is None else u for u in meta.units)
-    return [(labels, kwargs, "labels")]
+    return [(labels, kwargs, "labels"), *_tracks_layer(labels, meta, path)]
+
+
+def _tracks_layer(labels, meta, path) -> list[tuple]:
+    """The Tracks layer of (T, H, W) labels saved with a lineage (see ``_tracks.py``), named
+    as the widget names it, so that the widget updates this layer when it uses the labels."""
+    from napari_sam2._napari._tracks import (
+        LINEAGE_KEY,
+        TRACKS_SUFFIX,
+        lineage_graph,
+        plane_centroids,
+        saved_parents,
+        tracks_table,
+    )
+
+    if labels.ndim != 3 or not meta.provenance.get(LINEAGE_KEY):
+        return []
+    table = tracks_table({t: found for t in range(labels.shape[0])
+                          if (found := plane_centroids(labels[t]))})
+    if not len(table):
+        return []
+    parents = saved_parents(meta.provenance, f"the lineage record in {path}")
+    graph = lineage_graph(parents, table[:, 0].astype(int))
+    kwargs = {"name": f"{meta.name}{TRACKS_SUFFIX}", "graph": graph, "scale": meta.scale,
+              "translate": meta.translate, "tail_length": max(labels.shape[0] - 1, 1)}
+    return [(table, kwargs, "tracks")]
 
 
 def read_zarr(path) -> list[tuple]:
@@ -74,7 +99,7 @@ def read_zarr(path) -> list[tuple]:
 
     path = path[0] if isinstance(path, (list, tuple)) else path
     labels, meta, _colors = read_labels_zarr(str(path).rstrip("/"))
-    return _layer_data(labels, meta)
+    return _layer_data(labels, meta, path)
 
 
 def read_tiff(path) -> list[tuple]:
@@ -82,4 +107,4 @@ def read_tiff(path) -> list[tuple]:
 
     path = path[0] if isinstance(path, (list, tuple)) else path
     labels, meta = read_labels_tiff(path)
-    return _layer_data(labels, meta)
+    return _layer_data(labels, meta, path)

@@ -14,7 +14,9 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import numpy as np
 
 from napari_sam2._napari._layers import LabelsWriter, UndoGroup
 from napari_sam2._napari._messages import Feedback
@@ -40,6 +42,8 @@ class PropagationRun:
     t0: float
     done: int = 0
     stopped: str | None = None  # why it was stopped (a layer removed), None when it was not
+    known: frozenset = frozenset()  # the session's objects when the run started
+    written: dict = field(default_factory=dict)  # frame -> objects written there by this run
 
 
 class Tracker:
@@ -89,17 +93,18 @@ class Tracker:
         self, image, labels, ref: StackRef, *, start: int, n_frames: int,
         direction: str = "forward", frame_range=None, obj_ids=None,
         follow: Callable[[int], None] | None = None, on_end: Callable[[], None] | None = None,
-        stop_after_absent: int | None = None,
+        stop_after_absent: int | None = None, divisions=None,
     ) -> bool:
         """Propagate the objects of the stack ``ref`` of ``image`` from ``start``, writing into
         ``labels``; ``direction`` forward/backward/both, ``frame_range`` (first, last) or None
         for all ``n_frames``, ``obj_ids`` None for all objects; ``follow(frame)`` after each
         frame written, ``on_end()`` after the run ends (not when stopped by a removed layer);
         ``stop_after_absent`` N: an object stops after N frames in a row without it (None:
-        never). Returns whether a run was started."""
+        never); ``divisions`` a ``DivisionRule`` to find divisions going forward (None: none).
+        Returns whether a run was started."""
         planned = self.plan(image, ref, start=start, n_frames=n_frames, direction=direction,
                             frame_range=frame_range, obj_ids=obj_ids,
-                            stop_after_absent=stop_after_absent)
+                            stop_after_absent=stop_after_absent, divisions=divisions)
         if planned is None:
             return False
         self.start(planned[0], image, labels, ref, planned[1], follow, on_end)
@@ -107,7 +112,7 @@ class Tracker:
 
     def plan(
         self, image, ref: StackRef, *, start: int, n_frames: int, direction: str = "forward",
-        frame_range=None, obj_ids=None, stop_after_absent: int | None = None,
+        frame_range=None, obj_ids=None, stop_after_absent: int | None = None, divisions=None,
     ) -> tuple[object, PropagationPlan] | None:
         """(session, plan) of a propagation, or None after saying why there is none."""
         session = self.sessions.get(image, ref, create=False)
@@ -125,6 +130,7 @@ class Tracker:
                 start=start, first=first, last=last, forward=direction in ("forward", "both"),
                 backward=direction in ("backward", "both"),
                 obj_ids=tuple(wanted) if obj_ids else None, stop_after_absent=stop_after_absent,
+                divisions=divisions,
             )
         except ValueError as exc:
             self.feedback.error(str(exc))
@@ -144,7 +150,7 @@ class Tracker:
         self.run = PropagationRun(
             ref=ref, plan=plan, image=image, labels=labels, follow=follow, on_end=on_end, bar=bar,
             group=UndoGroup(f"propagate from frame {plan.start}", target=labels),
-            t0=time.perf_counter(),
+            t0=time.perf_counter(), known=frozenset(session.obj_ids),
         )
 
         def job():
@@ -163,12 +169,21 @@ class Tracker:
         run = self.run
         if run is None or run.stopped:
             return  # frames that arrive after a stop are not written
-        wanted = run.plan.obj_ids or result.obj_ids
+        key = run.ref.plane_key(result.frame)
+        wanted = [o for o in result.obj_ids  # daughters found in this run are new objects
+                  if not run.plan.obj_ids or o in run.plan.obj_ids or o not in run.known]
+        # a frame comes again after a division was found (not the start frame, which each
+        # pass writes once): the parent has ended there, the daughters are new
+        again = result.frame in run.written and result.frame != run.plan.start
+        if again:  # the parent's pixels go first, so that the daughters may take them
+            empty = np.zeros(run.labels.data.shape[-2:], bool)
+            for obj in run.written[result.frame] - set(wanted):
+                self.writer.paste(run.group, key, obj, empty)
+        else:
+            run.done += 1
         for obj in wanted:
-            if obj in result.obj_ids:
-                self.writer.paste(run.group, run.ref.plane_key(result.frame), obj,
-                                  result.mask_of(obj))
-        run.done += 1
+            self.writer.paste(run.group, key, obj, result.mask_of(obj))
+        run.written[result.frame] = set(wanted)
         done = run.done
         fps = done / max(time.perf_counter() - run.t0, 1e-6)
         self.feedback.progress(done, run.plan.n_frames, fps)
@@ -185,7 +200,10 @@ class Tracker:
         if run.bar is not None:
             run.bar.close()
         kept = self.feedback.exists(run.labels)
+        divided = self._divisions_of(run)
         if kept:
+            if divided:
+                run.group.undone = lambda: self._undo_divisions(run, divided)
             self.writer.undo_stack.push(run.group)
         # a last progress: (0, 0) when cancelled or stopped (nothing in progress any more);
         # all frames done when the plan counted one more (the start frame, in both passes)
@@ -210,9 +228,29 @@ class Tracker:
         if plan.stop_after_absent and not cancelled and run.done < possible:
             ended = (f"; the objects ended before the range did (not found on "
                      f"{plan.stop_after_absent} frames in a row)")
+        found = "".join(f"; object {p} divided on frame {f} into {' and '.join(map(str, d))}"
+                        for p, f, d in divided)
         self.feedback.say(f"{verb} {run.done} frames in {elapsed:.1f} s ({fps:.1f} frames/s)"
-                          f"{ended}")
+                          f"{ended}{found}")
         self.feedback.objects_changed()
+
+    def _divisions_of(self, run: PropagationRun) -> list[tuple[int, int, list[int]]]:
+        """(parent, frame, daughters) of the divisions found during ``run``."""
+        session = self.sessions.get(run.image, run.ref, create=False)
+        lineage = getattr(session, "lineage", None)
+        if lineage is None:
+            return []
+        return [(p, f, d) for p, f, d in lineage.divisions()
+                if not set(d) & run.known and p in lineage]
+
+    def _undo_divisions(self, run: PropagationRun, divided) -> None:
+        """The run was undone: take the divisions it found back out of the session."""
+        from napari_sam2._napari._division import revert_division
+
+        session = self.sessions.get(run.image, run.ref, create=False)
+        if session is not None:
+            for parent, _, daughters in divided:
+                revert_division(session, parent, daughters)
 
     def layer_removed(self, layer) -> bool:
         """Stop the run if it reads or writes ``layer`` (said once, when it has stopped).

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 NEW_LABELS = "<new labels layer>"
 UNDO_KEY = "Alt-Z"
+CANCEL_KEY = "Escape"  # cancels a division being marked
 KEYS_HELP = (
     "Left-click: object   Alt+click or right-click: background\n"
     "Draw a rectangle on 'SAM boxes' for a box prompt   "
@@ -163,6 +164,17 @@ class Sam2Widget(QWidget):
         box.addLayout(_row(self._new_button, self._delete_button))
         box.addWidget(self._table)
         box.addLayout(_row(self._mask_button, self._track_all_button))
+        self._divide_button = QPushButton("Mark division")
+        self._divide_button.setToolTip(
+            "On the first frame where the selected cell has split: press, then click each "
+            "daughter (two clicks; each becomes a new object). The parent's track ends on the "
+            "frame before. Esc cancels."
+        )
+        self._export_button = QPushButton("Export tracks...")
+        self._export_button.setToolTip(
+            "Save the labels' tracks and lineage: a Cell Tracking Challenge folder, GEFF or CSV"
+        )
+        box.addLayout(_row(self._divide_button, self._export_button))
         return group
 
     def _build_propagate(self) -> QGroupBox:
@@ -183,6 +195,12 @@ class Sam2Widget(QWidget):
             "Stop tracking an object once SAM has not found it on this many frames in a row "
             "(on by default along z, where objects end; off along t, where they come back)"
         )
+        self._divisions_check = QCheckBox("find cell divisions (forward)")
+        self._divisions_check.setToolTip(
+            "While propagating forward, a mask that splits into two parts that stay apart "
+            "becomes two daughters (new objects) and the parent's track ends (docs/lineage.md). "
+            "On by default along t, off along z"
+        )
         self._follow_check = QCheckBox("follow frames while propagating")
         self._follow_check.setChecked(True)
         self._overwrite_check = QCheckBox("SAM may overwrite other labels")
@@ -195,6 +213,7 @@ class Sam2Widget(QWidget):
         form.addRow("range", _row(self._all_frames_check, self._first_spin, self._last_spin))
         form.addRow("objects", self._objects_combo)
         form.addRow("stop after", self._stop_spin)
+        form.addRow(self._divisions_check)
         form.addRow(self._follow_check)
         form.addRow(self._overwrite_check)
         form.addRow(_row(self._propagate_button, self._cancel_button))
@@ -223,6 +242,8 @@ class Sam2Widget(QWidget):
         self._propagate_button.clicked.connect(self._on_propagate)
         self._cancel_button.clicked.connect(c.cancel)
         self._undo_button.clicked.connect(c.undo)
+        self._divide_button.clicked.connect(self._on_divide)
+        self._export_button.clicked.connect(self._on_export)
         self._all_frames_check.toggled.connect(self._on_all_frames)
         self._follow_check.toggled.connect(lambda on: setattr(c, "follow", on))
         self._overwrite_check.toggled.connect(lambda on: setattr(c, "overwrite", on))
@@ -249,6 +270,7 @@ class Sam2Widget(QWidget):
         self.viewer.layers.events.removed.disconnect(self._refresh_layers)
         self.viewer.dims.events.current_step.disconnect(self._on_slice_changed)
         self.viewer.bind_key(UNDO_KEY, None, overwrite=True)
+        self._bind_cancel(False)
         super().closeEvent(event)
 
     # ------------------------------------------------------------------ layers
@@ -308,6 +330,7 @@ class Sam2Widget(QWidget):
 
     def _update_stack_defaults(self) -> None:
         self._stop_spin.setValue(self.controller.default_stop_after_absent() or 0)
+        self._divisions_check.setChecked(self.controller.default_detect_divisions())
         n = max(self.controller.num_frames(), 1)
         for spin in (self._first_spin, self._last_spin):
             spin.setRange(0, n - 1)
@@ -347,7 +370,36 @@ class Sam2Widget(QWidget):
         if self._objects_combo.currentIndex() == 1:  # selected objects
             obj_ids = self._table.selected_ids() or [self.controller.current_obj]
         self.controller.propagate(self._direction_combo.currentText(), frame_range, obj_ids,
-                                  stop_after_absent=self._stop_spin.value() or None)
+                                  stop_after_absent=self._stop_spin.value() or None,
+                                  divisions=self._divisions_check.isChecked())
+
+    def _on_divide(self) -> None:
+        """Start marking a division, or cancel the one being marked (the button toggles)."""
+        if self.controller.division is not None:
+            self.controller.cancel_division()
+        else:
+            self.controller.mark_division()
+
+    def _bind_cancel(self, on: bool) -> None:
+        """Esc cancels the division being marked (bound only meanwhile; what Esc did before
+        is bound again after)."""
+        if on and getattr(self, "_esc_before", None) is None:
+            before = self.viewer.bind_key(CANCEL_KEY, lambda viewer: self.controller
+                                          .cancel_division(), overwrite=True)
+            self._esc_before = (before,)
+        elif not on and getattr(self, "_esc_before", None) is not None:
+            (before,), self._esc_before = self._esc_before, None
+            self.viewer.bind_key(CANCEL_KEY, before, overwrite=True)
+
+    def _on_export(self) -> None:
+        from napari_sam2._napari._export import EXPORT_FILTERS
+
+        path, chosen = QFileDialog.getSaveFileName(
+            self, "Export tracks", "", ";;".join(EXPORT_FILTERS.values())
+        )
+        if path:
+            kind = next(k for k, f in EXPORT_FILTERS.items() if f == chosen) if chosen else None
+            self.controller.export_tracks(path, kind)
 
     def _on_status(self, text: str) -> None:
         self._status_label.setText(text)
@@ -375,6 +427,9 @@ class Sam2Widget(QWidget):
 
     def _refresh_objects(self) -> None:
         c = self.controller
+        marking = c.division is not None
+        self._divide_button.setText("Cancel division (Esc)" if marking else "Mark division")
+        self._bind_cancel(marking)
         rows = []
         for obj in sorted(c.objects):
             layer = c.labels_layer

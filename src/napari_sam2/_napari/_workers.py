@@ -132,6 +132,8 @@ class PropagationPlan:
         obj_ids: objects to propagate, or None for all objects of the session.
         stop_after_absent: stop an object after this many frames in a row without it (the
             session's ``stop_after_absent``), or None to track every object to the range's end.
+        divisions: a ``DivisionRule`` (``engine.division``) to find cell divisions in the
+            forward pass (the session's ``divisions``), or None: no automatic divisions.
     """
 
     start: int
@@ -141,6 +143,7 @@ class PropagationPlan:
     backward: bool = False
     obj_ids: tuple[int, ...] | None = None
     stop_after_absent: int | None = None
+    divisions: object | None = None
 
     def __post_init__(self):
         if self.first > self.last:
@@ -183,13 +186,16 @@ def propagation_steps(session, plan: PropagationPlan, stop: threading.Event):
 
     The engine's ``propagate_passes`` (the one code path of "both", shared with a replayed
     session record) closes the engine generator as soon as ``stop`` is set or the range ends,
-    so a cancel takes effect within one frame and everything computed so far is kept.
+    so a cancel takes effect within one frame and everything computed so far is kept. With
+    ``plan.divisions`` (forward pass only) a frame may come again after a division was found
+    (with the daughters and without the parent); it counts once more.
     """
     from napari_sam2.engine.passes import propagate_passes
 
     return (yield from propagate_passes(
         session, plan.start, direction=plan.direction, first=plan.first, last=plan.last,
         obj_ids=plan.obj_ids, stop_after_absent=plan.stop_after_absent, stop=stop,
+        divisions=plan.divisions,
     ))
 
 

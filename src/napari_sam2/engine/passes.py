@@ -52,7 +52,7 @@ def propagate_passes(session, start: int, *, direction: str = "forward",
                      first: int = 0, last: int | None = None, max_frames: int | None = None,
                      obj_ids=None, stop_after_absent: int | None = None,
                      stop: threading.Event | None = None,
-                     limit: int | None = None) -> Iterator[FrameResult]:
+                     limit: int | None = None, divisions=None) -> Iterator[FrameResult]:
     """Stream the ``FrameResult``s of one run of ``session`` (a ``TrackingSession``).
 
     Args:
@@ -62,6 +62,8 @@ def propagate_passes(session, start: int, *, direction: str = "forward",
         stop: when set, the run ends right after the frame being yielded (kept, like every
             frame before it); the engine generator is closed at once.
         limit: end after this many frames (a replayed run that was cancelled after that many).
+        divisions: a ``division.DivisionRule`` to find divisions in the forward pass (None:
+            none); a frame may then come again, with the daughters (see ``propagate``).
 
     Returns (as the generator's value) the number of frames yielded.
     """
@@ -71,8 +73,9 @@ def propagate_passes(session, start: int, *, direction: str = "forward",
     for reverse, span in pass_spans(int(start), int(first), last, direction, max_frames):
         if limit is not None and done >= limit:
             break
+        extra = {} if reverse or divisions is None else {"divisions": divisions}
         results = session.propagate(start, reverse=reverse, max_frames=span, obj_ids=ids,
-                                    stop_after_absent=stop_after_absent)
+                                    stop_after_absent=stop_after_absent, **extra)
         try:
             for result in results:
                 if not first <= result.frame <= last:
