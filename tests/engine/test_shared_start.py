@@ -8,6 +8,7 @@ import torch
 
 from napari_sam2.data.synthetic import make_cell_timelapse
 from napari_sam2.engine import propagation
+from napari_sam2.engine.device import cpu_has_native_bfloat16
 from napari_sam2.engine.session import TrackingSession
 from napari_sam2.model import build_model
 
@@ -66,14 +67,18 @@ def test_start_refused_in_training():
         model.memory_attention_start(cur, pos)
 
 
-def test_propagation_shared_equals_per_object(demo, monkeypatch):
+@pytest.mark.parametrize("bf16", [False, pytest.param(True, marks=pytest.mark.skipif(
+    not cpu_has_native_bfloat16(), reason="bfloat16 autocast needs a CPU with native bf16"))])
+def test_propagation_shared_equals_per_object(demo, monkeypatch, bf16):
     """Three cells tracked through 10 frames: every frame's logits and scores bit-identical
-    with the start shared and with each object computing its own."""
+    with the start shared and with each object computing its own (float32, and bfloat16
+    autocast where the CPU has it)."""
     images, labels = make_cell_timelapse(n_frames=10, shape=(128, 160), n_cells=4, seed=2)
     runs = {}
     for share in (False, True):
         monkeypatch.setattr(propagation, "SHARE_ACROSS_OBJECTS", share)
-        s = TrackingSession(demo, images, bfloat16=False, read_ahead=0)
+        s = TrackingSession(demo, images, bfloat16=bf16, read_ahead=0)
+        assert s.state.uses_bfloat16 == bf16
         for oid in (1, 2, 3):
             rows, cols = np.nonzero(labels[0] == oid)
             s.add_points(0, oid, [(int(np.median(rows)), int(np.median(cols)))], [1])
