@@ -123,7 +123,7 @@ def plan_propagation(state: TrackingState, start, reverse, max_frames,
 OBJECTS_PER_CALL: dict[str, int] = {"cpu": 1}
 
 #: Compute the object-independent start of memory attention once per frame for all objects
-#: (``Tracker.frame_context``); False runs the whole memory attention per object (the old
+#: (``Tracker.frame_start``); False runs the whole memory attention per object (the old
 #: path, kept for ``benchmarks/bench_shared.py``).
 SHARE_ACROSS_OBJECTS = True
 
