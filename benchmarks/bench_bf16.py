@@ -143,18 +143,21 @@ def main() -> None:
     ap.add_argument("--demo-frames", type=int, default=12)
     ap.add_argument("--tiny-frames", type=int, default=5)
     ap.add_argument("--objects", type=int, default=3)
+    ap.add_argument("--cells", type=int, default=6, help="cells in the demo's time-lapse")
+    ap.add_argument("--seed", type=int, default=3, help="seed of the synthetic time-lapses")
     ap.add_argument("--skip-tiny", action="store_true", help="only the shipped sam2_demo")
     args = ap.parse_args()
     print(machine())
     from napari_sam2.model import load_model
 
-    images, truth = make_cell_timelapse(n_frames=args.demo_frames, seed=3)
+    images, truth = make_cell_timelapse(n_frames=args.demo_frames, n_cells=args.cells,
+                                        seed=args.seed)
     report("sam2_demo (shipped)", load_model("sam2_demo", device="cpu", progress=False).eval(),
            images, truth, args.objects, 5)
     if not args.skip_tiny:
         from tests.reference_weights import reference_model
 
-        images, truth = make_cell_timelapse(n_frames=args.tiny_frames, seed=3)
+        images, truth = make_cell_timelapse(n_frames=args.tiny_frames, seed=args.seed)
         report("sam2.1_hiera_tiny (deterministic weights)", reference_model().eval(),
                images, truth, args.objects, 3)
 

@@ -4,7 +4,8 @@ Both functions work on the session's ``TrackingState`` (``tracking_state.py``), 
 session itself. ``plan_propagation`` validates the request and fixes the frame order before
 anything changes; ``run_propagation`` is the generator: it first moves pending prompt outputs
 into the memory banks (Meta's preflight), then for each frame runs the objects that have no
-conditioning output there (batched by memory size on GPUs, one by one on CPU), stores their
+conditioning output there (batched by memory size on GPUs, one by one on CPU; the start of
+memory attention that reads only the frame is computed once for all of them), stores their
 outputs, evicts memories that fell out of the window and yields the frame's result. Each frame
 is committed as a whole under the state's lock, and nothing is held across a ``yield``, so
 closing the generator at any point leaves a consistent session.
@@ -122,6 +123,11 @@ def plan_propagation(state: TrackingState, start, reverse, max_frames,
 #: 4.5-14.5 s batched (the batched attention's working set outgrows the caches).
 OBJECTS_PER_CALL: dict[str, int] = {"cpu": 1}
 
+#: Compute the object-independent start of memory attention once per frame for all objects
+#: (``Tracker.frame_start``); False runs the whole memory attention per object (the old
+#: path, kept for ``benchmarks/bench_shared.py``).
+SHARE_ACROSS_OBJECTS = True
+
 
 def _chunks(members: list[int], device) -> list[list[int]]:
     """``members`` split into the batches that ``Tracker.track`` is called with."""
@@ -150,11 +156,12 @@ def _step(state: TrackingState, tracks: list[ObjectTrack], frame: int,
             plans[i] = tracker.plan(tracks[i], frame, reverse, state.num_frames)
             groups[plans[i].shape_key].append(i)
         with torch.inference_mode(), state.autocast():
+            start = tracker.frame_start(feats) if SHARE_ACROSS_OBJECTS else None
             for group in groups.values():
                 for members in _chunks(group, state.device):
                     new, logits = tracker.track(feats, [plans[i] for i in members],
                                                 [tracks[i] for i in members],
-                                                state.num_frames, state.memory_of)
+                                                state.num_frames, state.memory_of, start)
                     for k, (i, out) in enumerate(zip(members, new)):
                         outs[i] = out
                         shown[i] = logits[k:k + 1]

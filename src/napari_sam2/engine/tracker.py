@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from napari_sam2.engine.feature_cache import FrameFeatures
 from napari_sam2.engine.memory import MemoryPlan, plan_from_config, pointer_max_distance
 from napari_sam2.engine.object_track import FrameOutput, ObjectTrack
+from napari_sam2.model.memory_attention import MemoryAttentionStart
 
 LOW_RES_CLAMP = 32.0  # previous logits fed back as a mask prompt are clamped (Meta)
 TRACKED_LOGITS_DTYPE = torch.float16  # storage of tracked frames' low-res logits
@@ -120,12 +121,19 @@ class Tracker:
                              lambda t: (memory_of(track, t), self.memory_pos),
                              lambda t: track.bank_output(t).obj_ptr.float())
 
+    def frame_start(self, feats: FrameFeatures) -> MemoryAttentionStart:
+        """The part of memory attention that is the same for every object on this frame
+        (``Sam2Model.memory_attention_start``), for ``track(..., start=)``."""
+        return self.model.memory_attention_start(feats.vision, feats.pos)
+
     def conditioned(self, feats: FrameFeatures, plans: Sequence[MemoryPlan],
                     tracks: Sequence[ObjectTrack], num_frames: int,
-                    memory_of: MemoryGetter) -> torch.Tensor:
+                    memory_of: MemoryGetter,
+                    start: MemoryAttentionStart | None = None) -> torch.Tensor:
         """(B, C, h, w) memory-conditioned features, one row per (plan, track).
 
-        All plans must have the same ``shape_key`` (same token counts).
+        All plans must have the same ``shape_key`` (same token counts). ``start``:
+        ``frame_start(feats)``, shared by calls for several objects on the frame.
         """
         toks = [self._memory_tokens(p, t, num_frames, memory_of) for p, t in zip(plans, tracks)]
         if len({(m.shape[0], n) for m, _, n in toks}) != 1:
@@ -136,20 +144,22 @@ class Tracker:
         current = feats.vision.expand(B, -1, -1, -1)
         current_pos = feats.pos.expand(B, -1, -1, -1)
         return self.model.condition_on_memory(current, current_pos, memory, memory_pos,
-                                              toks[0][2])
+                                              toks[0][2], start=start)
 
     # ------------------------------------------------------------------ steps
     def track(self, feats: FrameFeatures, plans: Sequence[MemoryPlan],
               tracks: Sequence[ObjectTrack], num_frames: int,
-              memory_of: MemoryGetter) -> tuple[list[FrameOutput], torch.Tensor]:
-        """A propagation step for objects without a prompt on this frame (one batch).
+              memory_of: MemoryGetter, start: MemoryAttentionStart | None = None
+              ) -> tuple[list[FrameOutput], torch.Tensor]:
+        """A propagation step for objects without a prompt on this frame (one batch);
+        ``start``: ``frame_start(feats)`` when several calls share the frame.
 
         Returns:
             one ``FrameOutput`` per track (memory already encoded), and the (B, 1, 4h, 4w)
             float32 logits before storage rounding (what the caller shows).
         """
         B = len(tracks)
-        pix = self.conditioned(feats, plans, tracks, num_frames, memory_of)
+        pix = self.conditioned(feats, plans, tracks, num_frames, memory_of, start)
         heads = self.model.run_sam_heads(
             pix, high_res_features=tuple(h.expand(B, -1, -1, -1) for h in feats.high_res),
             multimask_output=self.model.use_multimask(is_init_cond_frame=False, num_points=0))

@@ -17,7 +17,7 @@ from .config import Sam2Config
 from .image_encoder import ImageEncoder
 from .layers import MLP
 from .mask_decoder import MaskDecoder, MaskDecoderOutput
-from .memory_attention import MemoryAttention
+from .memory_attention import MemoryAttention, MemoryAttentionStart
 from .memory_encoder import MemoryEncoder
 from .position_encoding import sine_1d
 from .prompt_encoder import PromptEncoder
@@ -280,7 +280,8 @@ class Sam2Model(nn.Module):
 
     def condition_on_memory(self, current: torch.Tensor, current_pos: torch.Tensor,
                             memory: torch.Tensor, memory_pos: torch.Tensor,
-                            num_obj_ptr_tokens: int) -> torch.Tensor:
+                            num_obj_ptr_tokens: int, *,
+                            start: MemoryAttentionStart | None = None) -> torch.Tensor:
         """Memory attention.
 
         Args:
@@ -288,15 +289,28 @@ class Sam2Model(nn.Module):
             memory, memory_pos: (M, B, Cm): spatial memory tokens first (hw per frame,
                 see :meth:`spatial_memory_tokens`), then ``num_obj_ptr_tokens`` pointer
                 tokens (see :meth:`obj_ptr_tokens`).
+            start: :meth:`memory_attention_start` of ``current[:1]`` (all B rows must be the
+                same frame): the memory-independent start computed once for several calls;
+                for B = 1 the same bits as without it.
         Returns:
             (B, C, h, w) memory-conditioned features for :meth:`run_sam_heads`.
         """
         B, C, h, w = current.shape
-        out = self.memory_attention(current.flatten(2).transpose(1, 2),
-                                    current_pos.flatten(2).transpose(1, 2),
-                                    memory.transpose(0, 1), memory_pos.transpose(0, 1),
-                                    num_obj_ptr_tokens)  # (B, hw, C)
+        tokens = None if start is not None else current.flatten(2).transpose(1, 2)
+        pos = None if start is not None else current_pos.flatten(2).transpose(1, 2)
+        out = self.memory_attention(tokens, pos, memory.transpose(0, 1),
+                                    memory_pos.transpose(0, 1), num_obj_ptr_tokens,
+                                    start=start)  # (B, hw, C)
         return out.transpose(1, 2).reshape(B, C, h, w)
+
+    def memory_attention_start(self, current: torch.Tensor,
+                               current_pos: torch.Tensor) -> MemoryAttentionStart:
+        """(1, C, h, w) raw features of a frame and their PE -> the object-independent start
+        of memory attention (the input PE, layer 0's self-attention and cross-attention
+        queries), for ``condition_on_memory(..., start=)`` of every object on that frame.
+        Inference only (eval mode)."""
+        return self.memory_attention.start(current.flatten(2).transpose(1, 2),
+                                           current_pos.flatten(2).transpose(1, 2))
 
     def encode_memory(self, vision_features: torch.Tensor, high_res_masks: torch.Tensor,
                       object_score_logits: torch.Tensor, *,

@@ -160,21 +160,38 @@ class RoPEAttention(Attention):
         self.rope_theta = rope_theta
         self.rope_k_repeat = rope_k_repeat
 
-    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                num_k_exclude_rope: int = 0) -> torch.Tensor:
-        """q (B, Nq, E), k and v (B, Nk, kv_in_dim) -> (B, Nq, E)."""
-        q = self._heads(self.q_proj(q))
-        k = self._heads(self.k_proj(k))
-        v = self._heads(self.v_proj(v))
-        nq = q.shape[-2]
+    def _tables(self, nq: int, head_dim: int, device) -> tuple[torch.Tensor, torch.Tensor]:
         side = int(round(nq**0.5))
         if side * side != nq:
             raise ValueError(f"RoPE attention needs a square query grid, got {nq} tokens")
-        cos, sin = axial_rope_tables(q.shape[-1], side, self.rope_theta, q.device)
+        return axial_rope_tables(head_dim, side, self.rope_theta, device)
+
+    def project_query(self, q: torch.Tensor) -> torch.Tensor:
+        """q (B, Nq, E) -> (B, nh, Nq, hd): projected, split into heads and rotated, in the
+        projection's dtype; ``forward(..., q_heads=...)`` takes it instead of ``q``."""
+        qh = self._heads(self.q_proj(q))
+        cos, sin = self._tables(qh.shape[-2], qh.shape[-1], qh.device)
+        return apply_rope(qh, cos, sin).type_as(qh)
+
+    def forward(self, q: torch.Tensor | None, k: torch.Tensor, v: torch.Tensor,
+                num_k_exclude_rope: int = 0, *, q_heads: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        """q (B, Nq, E), k and v (B, Nk, kv_in_dim) -> (B, Nq, E).
+
+        ``q_heads``: ``project_query(q)`` computed beforehand (then ``q`` is None); the same
+        operations in the same order, so the same result.
+        """
+        k = self._heads(self.k_proj(k))
+        v = self._heads(self.v_proj(v))
+        if q_heads is None:
+            q = self.project_query(q)
+        else:
+            q = q_heads
+        nq = q.shape[-2]
+        cos, sin = self._tables(nq, q.shape[-1], q.device)
         n_rope = k.shape[-2] - num_k_exclude_rope
         if n_rope != nq and not (self.rope_k_repeat and n_rope % nq == 0):
             raise ValueError(f"{n_rope} rotated keys do not match {nq} queries")
-        q = apply_rope(q, cos, sin).type_as(v)
         if num_k_exclude_rope:
             k = torch.cat([apply_rope(k[:, :, :n_rope], cos, sin).type_as(v),
                            k[:, :, n_rope:]], dim=2)
