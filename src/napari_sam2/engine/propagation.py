@@ -191,10 +191,11 @@ def _track_in_windows(state: TrackingState, tracks: list[ObjectTrack], frame: in
                                      direction=-1 if reverse else 1, window=window)
         state.recent = ((frame, window), feats)
         with torch.inference_mode(), state.autocast():
+            start = tracker.frame_start(feats) if SHARE_ACROSS_OBJECTS else None
             for members in _chunks(group, state.device):
                 new, logits = tracker.track(feats, [plans[i] for i in members],
                                             [tracks[i] for i in members],
-                                            state.num_frames, state.memory_of)
+                                            state.num_frames, state.memory_of, start)
                 for k, (i, out) in enumerate(zip(members, new)):
                     out.window = window
                     outs[i] = out
