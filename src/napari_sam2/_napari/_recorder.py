@@ -154,6 +154,6 @@ def recorded_propagation(recorder: Recorder, session, plan, stop):
             recorder.add(session, PropagateStep(
                 start=plan.start, direction=plan.direction, obj_ids=plan.obj_ids,
                 stop_after_absent=plan.stop_after_absent, first=plan.first, last=plan.last,
-                frames_done=None if complete else done,
+                frames_done=None if complete else done, divisions=plan.divisions,
             ))
     return done

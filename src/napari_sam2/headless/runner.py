@@ -73,8 +73,10 @@ def run_key(record: SessionRecord, frames_shape, image: str = "") -> str:
 
 
 def _tail_of(record: SessionRecord) -> tuple[SessionRecord, PropagateStep | None]:
-    """(the steps before the streamed propagation, that propagation or None)."""
-    if record.steps and isinstance(record.steps[-1], PropagateStep):
+    """(the steps before the streamed propagation, that propagation or None). A propagation
+    that finds divisions (frames come again) is not streamed: it is replayed with the rest."""
+    last = record.steps[-1] if record.steps else None
+    if isinstance(last, PropagateStep) and last.divisions is None:
         return dataclasses.replace(record, steps=record.steps[:-1]), record.steps[-1]
     return record, None
 
