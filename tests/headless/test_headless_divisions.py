@@ -1,0 +1,43 @@
+"""``track --record`` of a record whose last propagation finds divisions: not streamed (frames
+come again), replayed with the widget's paste rules, equal to the in-memory replay."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import numpy as np
+import tifffile
+from tests.headless.conftest import reference_labels
+
+from napari_sam2.data import make_dividing_timelapse
+from napari_sam2.engine.division import DivisionRule
+from napari_sam2.engine.session import TrackingSession
+from napari_sam2.engine.session_record import PointsStep, PropagateStep, SessionRecord
+from napari_sam2.headless.inputs import open_image, stack_of
+from napari_sam2.headless.runner import TrackOutput, track
+from napari_sam2.io import read_labels_zarr
+
+
+def test_track_record_with_divisions_equals_replay(tmp_path, demo_model):
+    images, truth, _ = make_dividing_timelapse(n_frames=16, shape=(64, 96), n_cells=1,
+                                               n_dividing=1, seed=0)
+    tif = tmp_path / "cells.tif"
+    tifffile.imwrite(tif, images, photometric="minisblack")
+    rows, cols = np.nonzero(truth[0] == 1)
+    i = np.argmin((rows - rows.mean()) ** 2 + (cols - cols.mean()) ** 2)
+    lo, hi = (float(v) for v in np.percentile(images, (0.5, 99.8)))
+    record = SessionRecord(
+        steps=[PointsStep(0, 1, ((rows[i], cols[i]),), (1,)),
+               PropagateStep(start=0, divisions=asdict(DivisionRule()))],
+        model="sam2_demo", image_shape=images.shape, intensity_range=(lo, hi))
+    expected = reference_labels(record, images, demo_model)
+    assert set(np.unique(expected[-1])) == {0, 2, 3}  # the division was found
+
+    session = TrackingSession(demo_model, stack_of(open_image(tif)),
+                              intensity_range=record.intensity_range)
+    summary = track(record, session, TrackOutput(tmp_path / "out.zarr"))
+    labels, meta, _ = read_labels_zarr(tmp_path / "out.zarr")
+    np.testing.assert_array_equal(labels, expected)
+    assert summary["frames"] == 0  # nothing streamed: all of it replayed
+    assert session.lineage.divisions() == [(1, 8, [2, 3])]
+    assert meta.provenance["session_records"]["records"] == [record.to_dict()]
