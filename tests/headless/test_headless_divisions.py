@@ -38,6 +38,6 @@ def test_track_record_with_divisions_equals_replay(tmp_path, demo_model):
     summary = track(record, session, TrackOutput(tmp_path / "out.zarr"))
     labels, meta, _ = read_labels_zarr(tmp_path / "out.zarr")
     np.testing.assert_array_equal(labels, expected)
-    assert summary["frames"] == 0  # nothing streamed: all of it replayed
+    assert summary["frames"] > 16  # replayed, not streamed: frames came again
     assert session.lineage.divisions() == [(1, 8, [2, 3])]
     assert meta.provenance["session_records"]["records"] == [record.to_dict()]

@@ -136,3 +136,28 @@ def test_a_propagation_that_finds_divisions_replays_to_the_widgets_labels(
     replayed, again = _replayed(trained_demo_model, saved, images)
     np.testing.assert_array_equal(replayed, labels)  # and all of it
     assert again.lineage == session.lineage and again.obj_ids == session.obj_ids == [1]
+
+
+def test_reopened_labels_restore_the_daughters_found(timelapse, trained_demo_model, qtbot,
+                                                     tmp_path, make_napari_viewer):
+    """Saved after a run that found a division, reopened: the replayed session has the
+    daughters and their lineage, the widget knows them as objects, the labels stay."""
+    c, images = timelapse
+    assert c.propagate("forward", divisions=True)
+    wait_idle(qtbot, c)
+    session, _ = _saved_record(c, tmp_path)
+    labels = np.array(c.labels_layer.data)
+
+    new = make_napari_viewer()
+    new.add_image(images, name="cells", axis_labels=("t", "y", "x"),
+                  contrast_limits=c.image_layer.contrast_limits)
+    _, widget = new.window.add_plugin_dock_widget("napari-sam2", "SAM 2")
+    c2 = widget.controller
+    layer, *_ = new.open(str(tmp_path / "cells_labels.zarr"), plugin="napari-sam2")
+    assert c2.labels_layer == layer and c2.objects == {1}  # before the replay: the click's
+    c2.set_model(trained_demo_model, "sam2_demo")
+    wait_idle(qtbot, c2)
+    assert c2.objects == {1, 2, 3}
+    again = c2.sessions.get(c2.image_layer, c2.current_ref(), create=False)
+    assert again.lineage == session.lineage and again.lineage.divisions() == [(1, 8, [2, 3])]
+    np.testing.assert_array_equal(layer.data, labels)
