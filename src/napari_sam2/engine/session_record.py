@@ -1,7 +1,8 @@
 """A session record: every action that changed a ``TrackingSession``, in order, as JSON.
 
 The widget appends one step per action (a click, a box, a painted mask used as prompt, a
-cleared frame, a removed object, a propagation with its options, a contrast change, an undo);
+cleared frame, a removed object, a propagation with its options, a division marked by hand, a
+contrast change, an undo);
 the writers save the record with the labels, and ``SessionRecord.replay`` runs the same steps on
 a fresh session over the same image, which reproduces the widget's results exactly on the same
 machine and device (same model, prompts and order). Format and meaning: ``docs/sessions.md``.
