@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from napari_sam2._napari._layers import LabelsWriter, UndoGroup, label_planes
+from napari_sam2._napari._layers import LabelsWriter, UndoGroup
 from napari_sam2._napari._messages import Feedback
 from napari_sam2._napari._sessions import SessionStore
 from napari_sam2._napari._stack import StackRef
@@ -92,8 +92,8 @@ def division_pastes(data, ref: StackRef, parent: int, frame: int, result, daught
     ``frame`` on cleared (it ends on ``frame - 1``), then each daughter's mask from ``result``
     (the session's ``FrameResult`` of ``frame``)."""
     empty = np.zeros(data.shape[-2:], bool)
-    out = [(key, parent, empty) for key in label_planes(data, parent)
-           if all(key[a] == i for a, i in ref.fixed) and key[ref.stack_axis] >= frame]
+    keys = [ref.plane_key(f) for f in range(frame, data.shape[ref.stack_axis])]
+    out = [(key, parent, empty) for key in keys if (np.asarray(data[key]) == parent).any()]
     return out + [(ref.plane_key(frame), oid, result.mask_of(oid)) for oid in daughters]
 
 

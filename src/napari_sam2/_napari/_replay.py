@@ -17,14 +17,14 @@ from collections.abc import Callable
 
 import numpy as np
 
-from napari_sam2._napari._layers import LabelsWriter, UndoGroup
-from napari_sam2._napari._stack import StackRef
 from napari_sam2._napari._division import (
     division_pastes,
     found_divisions,
     revert_division,
     revert_divisions,
 )
+from napari_sam2._napari._layers import LabelsWriter, UndoGroup
+from napari_sam2._napari._stack import StackRef
 from napari_sam2.engine.session_record import (
     ClearStep,
     DivideStep,
