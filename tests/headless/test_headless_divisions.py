@@ -18,16 +18,23 @@ from napari_sam2.headless.runner import TrackOutput, track
 from napari_sam2.io import read_labels_zarr
 
 
-def test_track_record_with_divisions_equals_replay(tmp_path, demo_model):
-    images, truth, _ = make_dividing_timelapse(n_frames=16, shape=(64, 96), n_cells=1,
+def _movie(folder, n_frames):
+    """One cell dividing on frame 8 as ``cells.tif``: (path, images, truth, click on frame 0
+    at the cell's centre)."""
+    images, truth, _ = make_dividing_timelapse(n_frames=n_frames, shape=(64, 96), n_cells=1,
                                                n_dividing=1, seed=0)
-    tif = tmp_path / "cells.tif"
+    tif = folder / "cells.tif"
     tifffile.imwrite(tif, images, photometric="minisblack")
     rows, cols = np.nonzero(truth[0] == 1)
     i = np.argmin((rows - rows.mean()) ** 2 + (cols - cols.mean()) ** 2)
+    return tif, images, truth, (rows[i], cols[i])
+
+
+def test_track_record_with_divisions_equals_replay(tmp_path, demo_model):
+    tif, images, truth, click = _movie(tmp_path, 16)
     lo, hi = (float(v) for v in np.percentile(images, (0.5, 99.8)))
     record = SessionRecord(
-        steps=[PointsStep(0, 1, ((rows[i], cols[i]),), (1,)),
+        steps=[PointsStep(0, 1, (click,), (1,)),
                PropagateStep(start=0, divisions=asdict(DivisionRule()))],
         model="sam2_demo", image_shape=images.shape, intensity_range=(lo, hi))
     expected = reference_labels(record, images, demo_model)
@@ -48,15 +55,10 @@ def test_track_record_with_a_division_by_hand_equals_replay(tmp_path, demo_model
     frame on are cleared in the output store, the daughters written), then a streamed run."""
     from napari_sam2.engine.session_record import DivideStep
 
-    images, truth, _ = make_dividing_timelapse(n_frames=14, shape=(64, 96), n_cells=1,
-                                               n_dividing=1, seed=0)
-    tif = tmp_path / "cells.tif"
-    tifffile.imwrite(tif, images, photometric="minisblack")
-    rows, cols = np.nonzero(truth[0] == 1)
-    i = np.argmin((rows - rows.mean()) ** 2 + (cols - cols.mean()) ** 2)
+    tif, images, truth, click = _movie(tmp_path, 14)
     split = 8
     record = SessionRecord(
-        steps=[PointsStep(0, 1, ((rows[i], cols[i]),), (1,)), PropagateStep(start=0),
+        steps=[PointsStep(0, 1, (click,), (1,)), PropagateStep(start=0),
                DivideStep(split, 1, {2: truth[split] == 2, 3: truth[split] == 3}),
                PropagateStep(start=split)],
         model="sam2_demo", image_shape=images.shape)
