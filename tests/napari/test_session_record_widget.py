@@ -95,9 +95,8 @@ def test_replay_of_the_saved_record_gives_the_widgets_labels(sam, qtbot, trained
     write, read = WRITERS[ext]
     (path,) = write(str(tmp_path / f"cells_labels{ext}"), c.labels_layer.data,
                     c.labels_layer.as_layer_data_tuple()[1])
-    # the labels, then the Tracks layer of their lineage (a time-lapse: docs/plugin.md)
-    (data, kwargs, _), *tracks = read(path)
-    assert [kind for *_, kind in tracks] == ["tracks"]
+    (data, kwargs, _), *tracks = read(path)  # and the lineage's Tracks layer (issue 20)
+    assert [t[2] for t in tracks] == ["tracks"]
     np.testing.assert_array_equal(np.asarray(data), labels)
     document = kwargs["metadata"]["napari_sam2"]["session_records"]
     saved = sr.SessionRecord.from_json(json.dumps(document), source=path)
@@ -166,7 +165,8 @@ def test_reopen_restores_objects_prompts_and_session(sam, qtbot, trained_demo_mo
     _, widget2 = new.window.add_plugin_dock_widget("napari-sam2", "SAM 2")
     c2 = widget2.controller
     assert c2.image_layer == new.layers["img"] and c2.labels_layer is None
-    labels_layer, *_tracks = new.open(path, plugin="napari-sam2")
+    labels_layer, *tracks = new.open(path, plugin="napari-sam2")
+    assert [type(t).__name__ for t in tracks] == ["Tracks"]  # the lineage saved with them
     assert c2.labels_layer == labels_layer  # the image's saved labels are picked on opening
     assert widget2._labels_combo.currentText() == labels_layer.name
     assert c2.pending_restore is not None  # no model yet: objects and prompts only
@@ -196,7 +196,7 @@ def test_reopen_restores_objects_prompts_and_session(sam, qtbot, trained_demo_mo
     assert len(record.steps) > len(c.sessions.recorder.record_of(session).steps)
     (path2,) = write_zarr(str(tmp_path / "again_labels.zarr"), labels_layer.data,
                           labels_layer.as_layer_data_tuple()[1])
-    (_, kwargs, _), *_tracks = read_zarr(path2)
+    (_, kwargs, _), *_ = read_zarr(path2)
     (back,) = sr.load_records(kwargs["metadata"]["napari_sam2"]["session_records"])
     replayed = np.zeros_like(saved_labels)
     replayed[5, 0:3, 0:3] = 9  # the manual edit

@@ -21,11 +21,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from napari_sam2._napari._layers import LabelsWriter, UndoGroup, label_planes
+from napari_sam2._napari._layers import LabelsWriter, UndoGroup
 from napari_sam2._napari._messages import Feedback
 from napari_sam2._napari._sessions import SessionStore
 from napari_sam2._napari._stack import StackRef
 from napari_sam2._napari._workers import JobQueue
+from napari_sam2.engine.session_record import DivideStep
 
 
 @dataclass
@@ -69,6 +70,33 @@ def revert_division(session, parent: int, daughters) -> None:
         lineage.end(parent, None)
 
 
+def found_divisions(session, known) -> list[tuple[int, int, list[int]]]:
+    """(parent, frame, daughters) of the divisions in ``session``'s lineage whose daughters
+    are not among ``known`` (the objects before a propagation run: the run found them)."""
+    lineage = getattr(session, "lineage", None)
+    if lineage is None:
+        return []
+    return [(p, f, d) for p, f, d in lineage.divisions() if not set(d) & set(known)
+            and p in lineage]
+
+
+def revert_divisions(session, divided) -> None:
+    """``revert_division`` for each (parent, frame, daughters) of ``divided``."""
+    for parent, _, daughters in divided:
+        revert_division(session, parent, daughters)
+
+
+def division_pastes(data, ref: StackRef, parent: int, frame: int, result, daughters):
+    """What a division writes into the labels ``data`` (the widget and a replay alike):
+    ``[(plane key, obj_id, (H, W) bool), ...]``: the parent's planes of the stack ``ref`` from
+    ``frame`` on cleared (it ends on ``frame - 1``), then each daughter's mask from ``result``
+    (the session's ``FrameResult`` of ``frame``)."""
+    empty = np.zeros(data.shape[-2:], bool)
+    keys = [ref.plane_key(f) for f in range(frame, data.shape[ref.stack_axis])]
+    out = [(key, parent, empty) for key in keys if (np.asarray(data[key]) == parent).any()]
+    return out + [(ref.plane_key(frame), oid, result.mask_of(oid)) for oid in daughters]
+
+
 @dataclass
 class Divider:
     """Runs a marked division as one job and writes it into the labels as one undo step."""
@@ -97,7 +125,9 @@ class Divider:
                 if not masks[oid].any():
                     raise ValueError(f"SAM found nothing at the click for daughter {oid} on "
                                      f"frame {frame}: click inside the daughter cell")
-            return session.divide(frame, parent, masks)
+            result = session.divide(frame, parent, masks)
+            self.sessions.recorder.add(session, DivideStep(frame, parent, masks))
+            return result
 
         def failed(exc: BaseException) -> None:
             self.feedback.failed(f"dividing object {parent} on frame {frame}")(exc)
@@ -127,12 +157,9 @@ class Divider:
         group = UndoGroup(f"divide object {parent} on frame {frame} into "
                           f"{mark.daughters[0]} and {mark.daughters[1]}", target=target,
                           undone=undone)
-        empty = np.zeros(target.data.shape[-2:], bool)
-        for key in label_planes(target.data, parent):  # the parent ends on frame - 1
-            if all(key[a] == i for a, i in ref.fixed) and key[ref.stack_axis] >= frame:
-                self.writer.paste(group, key, parent, empty)
-        for oid in mark.daughters:
-            self.writer.paste(group, ref.plane_key(frame), oid, result.mask_of(oid))
+        for key, oid, mask in division_pastes(target.data, ref, parent, frame, result,
+                                              mark.daughters):
+            self.writer.paste(group, key, oid, mask)
         self.writer.undo_stack.push(group)
         target.refresh()
         self.feedback.written()

@@ -9,6 +9,8 @@ thread (jobs run one at a time, so the order is the order the session saw):
   ``ClearStep``;
 * ``Tracker``: ``MaskStep`` per painted mask used as prompt ("Track all labels here" too), and
   ``PropagateStep`` when a run ends (``frames_done`` when it was cancelled or failed);
+* ``Divider``: ``DivideStep`` (a division marked by hand, with the daughters' masks);
+  ``PropagateStep.divisions`` holds the rule of a run that found divisions;
 * ``SessionStore``: ``RemoveStep`` (delete objects), ``IntensityStep`` (contrast limits);
 * the controller: ``UndoStep`` and ``OverwriteStep`` (they change the labels, not the session,
   but a replay that rebuilds the labels needs them).
@@ -154,6 +156,6 @@ def recorded_propagation(recorder: Recorder, session, plan, stop):
             recorder.add(session, PropagateStep(
                 start=plan.start, direction=plan.direction, obj_ids=plan.obj_ids,
                 stop_after_absent=plan.stop_after_absent, first=plan.first, last=plan.last,
-                frames_done=None if complete else done,
+                frames_done=None if complete else done, divisions=plan.divisions,
             ))
     return done

@@ -3,7 +3,9 @@
 ``replay_labels`` runs ``SessionRecord.run_step`` step by step on a fresh ``TrackingSession``
 and pastes each result with the widget's own ``LabelsWriter`` (the no-overwrite rules, SAM's
 pixel ownership, one undo group per action), so undo, the overwrite setting, cleared frames and
-deleted objects have the effect they had in the widget. A mask used as prompt was in the labels
+deleted objects have the effect they had in the widget; a division (marked by hand, or found
+by a propagation) is pasted as the widget pastes it, and undoing it takes it back out of the
+session as the widget's undo does. A mask used as prompt was in the labels
 already (painted, or from another tool): it is put back as the user's pixels. Used to rebuild
 a reopened session (``_restore.py``) and by headless replay, which then gives the widget's
 labels exactly.
@@ -15,15 +17,25 @@ from collections.abc import Callable
 
 import numpy as np
 
+from napari_sam2._napari._division import (
+    division_pastes,
+    found_divisions,
+    revert_division,
+    revert_divisions,
+)
 from napari_sam2._napari._layers import LabelsWriter, UndoGroup
 from napari_sam2._napari._stack import StackRef
 from napari_sam2.engine.session_record import (
     ClearStep,
+    DivideStep,
     MaskStep,
     OverwriteStep,
+    PropagateStep,
+    PropagationWrites,
     RemoveStep,
     SessionRecord,
     UndoStep,
+    propagate_start,
 )
 
 
@@ -94,17 +106,42 @@ def replay_labels(record: SessionRecord, session, labels, *, ref: StackRef | Non
             group = UndoGroup(f"step {index}", target=target)
         if isinstance(step, RemoveStep):
             _erase(writer, group, ref, step.obj_id)
+        if isinstance(step, DivideStep):
+            _divide(record, index, session, writer, group, ref, on_frame)
+            continue
+        known, run = session.obj_ids, None
+        if isinstance(step, PropagateStep):  # frames may come again after a division
+            run = PropagationWrites(step.obj_ids, known=known,
+                                    start=propagate_start(session, step))
         for result in record.run_step(session, index):
-            for obj, mask in record.writes(index, result):
+            pastes = record.writes(index, result) if run is None else run(result)[0]
+            for obj, mask in pastes:
                 writer.paste(group, ref.plane_key(result.frame), obj, mask)
             if on_frame is not None:
                 on_frame(index, result)
+        if isinstance(step, PropagateStep) and step.divisions is not None:
+            divided = found_divisions(session, known)
+            if divided:  # the widget's undo of the run takes them back out of the session
+                group.undone = lambda d=divided: revert_divisions(session, d)
         if isinstance(step, ClearStep) and step.obj_id is not None:
             empty = np.zeros(np.shape(labels)[-2:], bool)
             writer.paste(group, ref.plane_key(step.frame), step.obj_id, empty)
     if group is not None:
         writer.undo_stack.push(group)
     return writer
+
+
+def _divide(record, index, session, writer, group, ref, on_frame) -> None:
+    """A ``DivideStep``: the session divides, the labels change as ``Divider`` writes them."""
+    step = record.steps[index]
+    daughters = step.daughter_ids
+    group.undone = lambda: revert_division(session, step.parent_id, daughters)
+    for result in record.run_step(session, index):
+        for key, obj, mask in division_pastes(group.target.data, ref, step.parent_id,
+                                              step.frame, result, daughters):
+            writer.paste(group, key, obj, mask)
+        if on_frame is not None:
+            on_frame(index, result)
 
 
 def _erase(writer: LabelsWriter, group: UndoGroup, ref: StackRef, obj_id: int) -> None:

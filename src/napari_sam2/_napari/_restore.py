@@ -198,6 +198,10 @@ def rebuild(c) -> bool:
                     key = tuple(slice(None) if v is None else v for v in pid)
                     owned = painter.owned(key, label, shape[-2:])
                     live._set_owned(key, label, owned & (np.asarray(layer.data[key]) == label))
+        # the replayed sessions' objects: daughters of divisions a propagation found are
+        # objects too, daughters of a division that was undone are not
+        alive = {o for _, s in c.sessions.sessions_of(image) for o in s.obj_ids}
+        c.objects = (c.objects - {o for r in records for o in r.obj_ids}) | alive
         steps = sum(len(r.steps) for r in records)
         c.say(f"session restored from '{layer.name}': {len(c.objects)} objects, {steps} steps "
               "replayed; go on correcting and propagating")

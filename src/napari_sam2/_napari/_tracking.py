@@ -16,15 +16,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from napari_sam2._napari._layers import LabelsWriter, UndoGroup
 from napari_sam2._napari._messages import Feedback
 from napari_sam2._napari._recorder import recorded_propagation
 from napari_sam2._napari._sessions import SessionStore
 from napari_sam2._napari._stack import StackRef
 from napari_sam2._napari._workers import JobQueue, PropagationPlan
-from napari_sam2.engine.session_record import MaskStep
+from napari_sam2.engine.session_record import MaskStep, PropagationWrites
 
 
 @dataclass
@@ -43,7 +41,7 @@ class PropagationRun:
     done: int = 0
     stopped: str | None = None  # why it was stopped (a layer removed), None when it was not
     known: frozenset = frozenset()  # the session's objects when the run started
-    written: dict = field(default_factory=dict)  # frame -> objects written there by this run
+    writes: PropagationWrites = field(default_factory=PropagationWrites)  # what to paste
 
 
 class Tracker:
@@ -151,6 +149,7 @@ class Tracker:
             ref=ref, plan=plan, image=image, labels=labels, follow=follow, on_end=on_end, bar=bar,
             group=UndoGroup(f"propagate from frame {plan.start}", target=labels),
             t0=time.perf_counter(), known=frozenset(session.obj_ids),
+            writes=PropagationWrites(plan.obj_ids, known=session.obj_ids, start=plan.start),
         )
 
         def job():
@@ -170,20 +169,13 @@ class Tracker:
         if run is None or run.stopped:
             return  # frames that arrive after a stop are not written
         key = run.ref.plane_key(result.frame)
-        wanted = [o for o in result.obj_ids  # daughters found in this run are new objects
-                  if not run.plan.obj_ids or o in run.plan.obj_ids or o not in run.known]
-        # a frame comes again after a division was found (not the start frame, which each
-        # pass writes once): the parent has ended there, the daughters are new
-        again = result.frame in run.written and result.frame != run.plan.start
-        if again:  # the parent's pixels go first, so that the daughters may take them
-            empty = np.zeros(run.labels.data.shape[-2:], bool)
-            for obj in run.written[result.frame] - set(wanted):
-                self.writer.paste(run.group, key, obj, empty)
-        else:
+        # daughters found in this run are new objects; a frame that comes again after a
+        # division first clears the parent, so that the daughters may take its pixels
+        pastes, again = run.writes(result)
+        if not again:
             run.done += 1
-        for obj in wanted:
-            self.writer.paste(run.group, key, obj, result.mask_of(obj))
-        run.written[result.frame] = set(wanted)
+        for obj, mask in pastes:
+            self.writer.paste(run.group, key, obj, mask)
         done = run.done
         fps = done / max(time.perf_counter() - run.t0, 1e-6)
         self.feedback.progress(done, run.plan.n_frames, fps)
@@ -236,21 +228,18 @@ class Tracker:
 
     def _divisions_of(self, run: PropagationRun) -> list[tuple[int, int, list[int]]]:
         """(parent, frame, daughters) of the divisions found during ``run``."""
+        from napari_sam2._napari._division import found_divisions
+
         session = self.sessions.get(run.image, run.ref, create=False)
-        lineage = getattr(session, "lineage", None)
-        if lineage is None:
-            return []
-        return [(p, f, d) for p, f, d in lineage.divisions()
-                if not set(d) & run.known and p in lineage]
+        return [] if session is None else found_divisions(session, run.known)
 
     def _undo_divisions(self, run: PropagationRun, divided) -> None:
         """The run was undone: take the divisions it found back out of the session."""
-        from napari_sam2._napari._division import revert_division
+        from napari_sam2._napari._division import revert_divisions
 
         session = self.sessions.get(run.image, run.ref, create=False)
         if session is not None:
-            for parent, _, daughters in divided:
-                revert_division(session, parent, daughters)
+            revert_divisions(session, divided)
 
     def layer_removed(self, layer) -> bool:
         """Stop the run if it reads or writes ``layer`` (said once, when it has stopped).

@@ -1,7 +1,8 @@
 """A session record: every action that changed a ``TrackingSession``, in order, as JSON.
 
 The widget appends one step per action (a click, a box, a painted mask used as prompt, a
-cleared frame, a removed object, a propagation with its options, a contrast change, an undo);
+cleared frame, a removed object, a propagation with its options, a division marked by hand, a
+contrast change, an undo);
 the writers save the record with the labels, and ``SessionRecord.replay`` runs the same steps on
 a fresh session over the same image, which reproduces the widget's results exactly on the same
 machine and device (same model, prompts and order). Format and meaning: ``docs/sessions.md``.
@@ -153,6 +154,9 @@ class PropagateStep:
         stop_after_absent: N frames in a row without an object stop it (None: never).
         first, last: the frame range that may be written (None: the whole stack).
         frames_done: frames the run yielded before it was cancelled (None: it ran to its end).
+        divisions: the fields of the ``engine.division.DivisionRule`` that found cell divisions
+            in the forward pass (None: none); a ``DivisionRule`` is taken too. After a
+            division frames come again with the daughters (see ``PropagationWrites``).
     """
 
     start: int | None = None
@@ -163,11 +167,62 @@ class PropagateStep:
     first: int | None = None
     last: int | None = None
     frames_done: int | None = None
+    divisions: dict | None = field(default=None, hash=False)
 
     def __post_init__(self):
         check_direction(self.direction)
         if self.obj_ids is not None:
             object.__setattr__(self, "obj_ids", tuple(int(o) for o in self.obj_ids))
+        if self.divisions is not None:  # checked (and completed) by the rule itself
+            from dataclasses import asdict, is_dataclass
+
+            rule = self.divisions
+            if not is_dataclass(rule):
+                if not isinstance(rule, dict):
+                    raise TypeError(f"divisions must be a DivisionRule's fields or None, got "
+                                    f"{rule!r}")
+                from napari_sam2.engine.division import DivisionRule
+
+                rule = DivisionRule(**rule)
+            object.__setattr__(self, "divisions", asdict(rule))
+
+    @property
+    def division_rule(self):
+        """The ``engine.division.DivisionRule`` of ``divisions`` (None: no divisions)."""
+        if self.divisions is None:
+            return None
+        from napari_sam2.engine.division import DivisionRule
+
+        return DivisionRule(**self.divisions)
+
+
+@dataclass(frozen=True, eq=False)
+class DivideStep:
+    """A division marked by hand (``TrackingSession.divide``): ``parent_id`` ends on
+    ``frame - 1``; ``daughters`` ((obj_id, (H, W) bool mask), ...) are new objects with those
+    masks as prompts on ``frame``. The widget also clears the parent's pixels on ``frame`` and
+    later of the stack; undoing it takes the division back out of the session."""
+
+    frame: int
+    parent_id: int
+    daughters: tuple
+
+    def __post_init__(self):
+        items = self.daughters.items() if isinstance(self.daughters, dict) else self.daughters
+        object.__setattr__(self, "daughters",
+                           tuple((int(o), np.asarray(m, bool)) for o, m in items))
+
+    @property
+    def daughter_ids(self) -> tuple[int, ...]:
+        return tuple(o for o, _ in self.daughters)
+
+    def __eq__(self, other):
+        return (isinstance(other, DivideStep) and (self.frame, self.parent_id) ==
+                (other.frame, other.parent_id) and self.daughter_ids == other.daughter_ids
+                and all(np.array_equal(a, b) for (_, a), (_, b) in
+                        zip(self.daughters, other.daughters)))
+
+    __hash__ = None
 
 
 @dataclass(frozen=True)
@@ -200,7 +255,7 @@ class OverwriteStep:
 STEP_TYPES: dict[str, type] = {
     "points": PointsStep, "box": BoxStep, "mask": MaskStep, "clear": ClearStep,
     "remove": RemoveStep, "propagate": PropagateStep, "intensity": IntensityStep,
-    "undo": UndoStep, "overwrite": OverwriteStep,
+    "undo": UndoStep, "overwrite": OverwriteStep, "divide": DivideStep,
 }
 _TYPE_OF = {cls: name for name, cls in STEP_TYPES.items()}
 
@@ -215,6 +270,8 @@ def step_to_dict(step) -> dict:
         value = getattr(step, f.name)
         if isinstance(value, np.ndarray):
             value = mask_to_rle(value)
+        elif isinstance(step, DivideStep) and f.name == "daughters":
+            value = [[o, mask_to_rle(m)] for o, m in value]
         elif isinstance(value, tuple):
             value = [list(v) if isinstance(v, tuple) else v for v in value]
         out[f.name] = value
@@ -236,8 +293,13 @@ def step_from_dict(data: dict):
     kwargs = {k: v for k, v in data.items() if k != "type"}
     if cls is MaskStep:
         kwargs["mask"] = mask_from_rle(kwargs["mask"])
-    for name in ("frame", "obj_id", "start", "max_frames", "stop_after_absent", "first", "last",
-                 "frames_done"):
+    if cls is DivideStep:
+        kwargs["daughters"] = [(o, mask_from_rle(m)) for o, m in kwargs["daughters"]]
+        for o, _ in kwargs["daughters"]:
+            if isinstance(o, bool) or not isinstance(o, int):
+                raise TypeError(f"divide step: a daughter's id must be an integer, got {o!r}")
+    for name in ("frame", "obj_id", "parent_id", "start", "max_frames", "stop_after_absent",
+                 "first", "last", "frames_done"):
         if name in kwargs and kwargs[name] is not None:
             value = kwargs[name]
             if isinstance(value, bool) or not isinstance(value, int):
@@ -306,11 +368,14 @@ class SessionRecord:
 
     @property
     def obj_ids(self) -> list[int]:
-        """The objects the steps leave in the session, sorted."""
+        """The objects the steps leave in the session, sorted (daughters found by a
+        propagation with ``divisions`` are known only once it ran)."""
         alive: set[int] = set()
         for step in self.steps:
             if isinstance(step, (PointsStep, BoxStep, MaskStep)):
                 alive.add(step.obj_id)
+            elif isinstance(step, DivideStep):
+                alive.update(step.daughter_ids)
             elif isinstance(step, RemoveStep):
                 alive.discard(step.obj_id)
         return sorted(alive)
@@ -374,9 +439,11 @@ class SessionRecord:
     # ------------------------------------------------------------------ replay
     def replay(self, session) -> Iterator[tuple[int, FrameResult]]:
         """Run every step in order on ``session`` (a fresh ``TrackingSession`` over the same
-        stack); yields ``(step index, result)`` for each prompt (points, box, mask) and each
-        propagated frame. Clear, remove and intensity steps change the session and yield
-        nothing; undo and overwrite steps concern only the labels and are skipped."""
+        stack); yields ``(step index, result)`` for each prompt (points, box, mask), division
+        and each propagated frame. Clear, remove and intensity steps change the session and
+        yield nothing; undo and overwrite steps concern the labels and are skipped (an undo
+        that took back a division also changes the session: ``_napari._replay.replay_labels``,
+        which keeps the undo stack, does that)."""
         for index in range(len(self.steps)):
             for result in self.run_step(session, index):
                 yield index, result
@@ -404,6 +471,8 @@ class SessionRecord:
             session.set_intensity_range(step.intensity_range)
         elif isinstance(step, PropagateStep):
             yield from run_propagate_step(session, step)
+        elif isinstance(step, DivideStep):
+            yield session.divide(step.frame, step.parent_id, dict(step.daughters))
 
     def prompts(self) -> dict:
         """The prompts the steps leave in place: {(frame, obj_id): the PointsStep, BoxStep or
@@ -427,34 +496,83 @@ class SessionRecord:
             elif isinstance(step, RemoveStep):
                 for key in [k for k in out if k[1] == step.obj_id]:
                     del out[key]
+            elif isinstance(step, DivideStep):  # the parent's prompts from frame on go
+                for key in [k for k in out if k[1] == step.parent_id and k[0] >= step.frame]:
+                    del out[key]
+                for oid, mask in step.daughters:
+                    out[(step.frame, oid)] = MaskStep(step.frame, oid, mask)
         return out
 
     def writes(self, index: int, result: FrameResult) -> list[tuple[int, np.ndarray]]:
         """What the widget pastes into the labels for ``result`` of step ``index``:
         ``[(obj_id, (H, W) bool mask), ...]`` (a mask prompt pastes nothing: the painted mask
-        is already there)."""
+        is already there; a division its daughters, the widget also clears the parent's
+        pixels on that frame and later, see ``_napari._division.division_pastes``). A
+        propagation with ``divisions`` yields frames again after a division: paste its
+        results with ``PropagationWrites``, which knows the frames written before."""
         step = self.steps[index]
         if isinstance(step, (PointsStep, BoxStep)):
             present = step.obj_id in result.obj_ids
             return [(step.obj_id, result.mask_of(step.obj_id) if present
                      else np.zeros(result.logits.shape[-2:], bool))]
         if isinstance(step, PropagateStep):
-            wanted = step.obj_ids or result.obj_ids
-            return [(o, result.mask_of(o)) for o in wanted if o in result.obj_ids]
+            return PropagationWrites(step.obj_ids, known=result.obj_ids)(result)[0]
+        if isinstance(step, DivideStep):
+            return [(o, result.mask_of(o)) for o in step.daughter_ids]
         return []
+
+
+class PropagationWrites:
+    """What the widget pastes for each result of one propagation run, in order.
+
+    Written are the run's objects (``obj_ids``; None: all) and the objects that were not in
+    the session when the run started (``known``): daughters of a division found during the
+    run. A frame that comes again after a division (not ``start``, which each pass yields
+    once) first clears the objects written there before that are not in the result now (the
+    parent, which has ended), so that the daughters may take their pixels.
+
+        writes = PropagationWrites(step.obj_ids, known=session.obj_ids, start=start)
+        for result in run:
+            pastes, again = writes(result)   # [(obj_id, (H, W) bool)], a frame seen before
+    """
+
+    def __init__(self, obj_ids=None, *, known=(), start: int | None = None):
+        self.obj_ids = None if not obj_ids else frozenset(int(o) for o in obj_ids)
+        self.known = frozenset(int(o) for o in known)
+        self.start = start
+        self.written: dict[int, set[int]] = {}  # frame -> objects written there
+
+    def __call__(self, result: FrameResult) -> tuple[list[tuple[int, np.ndarray]], bool]:
+        wanted = [o for o in result.obj_ids
+                  if self.obj_ids is None or o in self.obj_ids or o not in self.known]
+        again = result.frame in self.written and result.frame != self.start
+        pastes: list[tuple[int, np.ndarray]] = []
+        if again:
+            empty = np.zeros(result.masks.shape[-2:], bool)
+            pastes = [(o, empty) for o in sorted(self.written[result.frame] - set(wanted))]
+        pastes += [(o, result.mask_of(o)) for o in wanted]
+        self.written[result.frame] = set(wanted)
+        return pastes, again
+
+
+def propagate_start(session, step: PropagateStep) -> int:
+    """The frame ``step`` starts from on ``session`` (its ``start``, or the earliest
+    conditioning frame of its objects)."""
+    if step.start is not None:
+        return int(step.start)
+    ids = session.obj_ids if step.obj_ids is None else step.obj_ids
+    return min(session.conditioning_frames(o)[0] for o in ids)
 
 
 def run_propagate_step(session, step: PropagateStep, stop=None) -> Iterator[FrameResult]:
     """The frames of one ``PropagateStep`` on ``session`` (the widget's run, replayed)."""
-    start = step.start
-    if start is None:
-        ids = session.obj_ids if step.obj_ids is None else step.obj_ids
-        start = min(session.conditioning_frames(o)[0] for o in ids)
+    start = propagate_start(session, step)
     first = 0 if step.first is None else step.first
     return propagate_passes(
         session, start, direction=step.direction, first=first, last=step.last,
         max_frames=step.max_frames, obj_ids=step.obj_ids,
-        stop_after_absent=step.stop_after_absent, stop=stop, limit=step.frames_done)
+        stop_after_absent=step.stop_after_absent, stop=stop, limit=step.frames_done,
+        divisions=step.division_rule)
 
 
 def _list(values):

@@ -73,8 +73,10 @@ def run_key(record: SessionRecord, frames_shape, image: str = "") -> str:
 
 
 def _tail_of(record: SessionRecord) -> tuple[SessionRecord, PropagateStep | None]:
-    """(the steps before the streamed propagation, that propagation or None)."""
-    if record.steps and isinstance(record.steps[-1], PropagateStep):
+    """(the steps before the streamed propagation, that propagation or None). A propagation
+    that finds divisions (frames come again) is not streamed: it is replayed with the rest."""
+    last = record.steps[-1] if record.steps else None
+    if isinstance(last, PropagateStep) and last.divisions is None:
         return dataclasses.replace(record, steps=record.steps[:-1]), record.steps[-1]
     return record, None
 
@@ -116,7 +118,8 @@ def track(record: SessionRecord, session, output: TrackOutput, *, resume: bool =
         say: one-line messages (what is resumed, what is skipped).
 
     Returns:
-        {"output": path written, "frames": frames streamed now, "resumed_at": frame or None,
+        {"output": path written, "frames": frames streamed now (of a last propagation that
+        finds divisions: replayed, frames that came again included), "resumed_at": frame or None,
         "skipped": True when the output was already complete}.
 
     Raises:
@@ -139,9 +142,13 @@ def track(record: SessionRecord, session, output: TrackOutput, *, resume: bool =
     if tail is not None and tail.stop_after_absent is not None:
         entries = set()  # its per-object counters are not journalled
     if stream is not None and not entries:
-        say("starting over: the last propagation had not started"
-            if tail is None or tail.stop_after_absent is None else
-            "starting over: a propagation with --stop-after-absent cannot go on from a frame")
+        if tail is None and record.steps and isinstance(record.steps[-1], PropagateStep):
+            say("starting over: a propagation that finds divisions cannot go on from a frame")
+        elif tail is None or tail.stop_after_absent is None:
+            say("starting over: the last propagation had not started")
+        else:
+            say("starting over: a propagation with --stop-after-absent cannot go on from a "
+                "frame")
         stream = None
     if stream is None:
         stream = LabelStream.create(
@@ -163,9 +170,13 @@ def track(record: SessionRecord, session, output: TrackOutput, *, resume: bool =
         else:
             scratch, head_data = None, PlaneStore(stream)
         writer = LabelsWriter()
-        replay_labels(head, session, head_data, ref=OUTPUT_REF, writer=writer)
+        last = len(head.steps) - 1  # a last run that finds divisions is replayed, not streamed
+        replayed = []
+        replay_labels(head, session, head_data, ref=OUTPUT_REF, writer=writer,
+                      on_frame=lambda i, _: replayed.append(i) if i == last else None)
         head_data.flush()
-        frames = 0
+        frames = len(replayed) if tail is None and isinstance(
+            head.steps[last] if head.steps else None, PropagateStep) else 0
         resumed_at = None
         if tail is not None:
             painter = next(iter(writer.painters.values()), None)  # the head's only target
