@@ -120,18 +120,23 @@ def test_find_split_rule():
     assert find_split(mask, 200, rule, others=np.zeros_like(mask)) is not None
     with pytest.raises(ValueError, match="min_fraction"):
         DivisionRule(min_fraction=0.6)
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(ValueError, match="first_id"):
+            DivisionRule(first_id=bad)
 
 
-def test_a_division_found_automatically(model):
-    """Fast variant: one cell that divides on a small frame is split into two new objects."""
+@pytest.mark.parametrize("first_id, daughters", [(1, [2, 3]), (10, [10, 11])])
+def test_a_division_found_automatically(model, first_id, daughters):
+    """Fast variant: one cell that divides on a small frame is split into two new objects,
+    with the next ids at or above ``first_id`` (labels painted by hand keep theirs)."""
     images, labels, tracks = make_dividing_timelapse(n_frames=16, shape=(96, 96), n_cells=1,
                                                      seed=1)
     frame = int(tracks[tracks[:, 3] > 0][0, 1])
     s = TrackingSession(model, images)
     _click(s, labels, [1])
-    out = _run(s, divisions=DivisionRule())
+    out = _run(s, divisions=DivisionRule(first_id=first_id))
     (parent, found, kids), = s.lineage.divisions()
-    assert parent == 1 and abs(found - frame) <= 1 and kids == [2, 3]
+    assert parent == 1 and abs(found - frame) <= 1 and kids == daughters
     assert not (out[found:] == 1).any() and s.lineage.tracks[1].end == found - 1
     last = [labels[-1] == k for k in (2, 3)]
     assert sorted(max(_iou(out[-1] == k, g) for k in kids) for g in last)[0] > 0.5

@@ -278,10 +278,13 @@ def test_lineage_survives_save_and_reopen(tracked, tmp_path, suffix):
     assert c.lineage_parents() == {d1: parent, d2: parent}
 
 
-def test_divisions_found_while_propagating(make_napari_viewer, trained_demo_model, qtbot):
+@pytest.mark.parametrize("painted", [None, 7])
+def test_divisions_found_while_propagating(make_napari_viewer, trained_demo_model, qtbot,
+                                           painted):
     """The default along t: a propagation finds the division of the synthetic cell (on frame 8
     with seed 0, as in the ground truth) and writes the daughters as new objects; the Tracks
-    layer shows the branch; undo takes the run and its division back."""
+    layer shows the branch; undo takes the run and its division back. A label painted by hand
+    (``painted``, not an object) keeps its id: the daughters get the next ones above it."""
     from napari_sam2.data.dividing import make_dividing_timelapse
 
     images, truth, rows = make_dividing_timelapse(n_frames=16, shape=(64, 96), n_cells=1,
@@ -299,17 +302,23 @@ def test_divisions_found_while_propagating(make_napari_viewer, trained_demo_mode
     c.prompts.add_point((0, r[i], col[i]), True)
     wait_idle(qtbot, c)
     assert widget._divisions_check.isChecked()  # the default along t
+    if painted is not None:
+        c.labels_layer.data[15, 0:2, 0:2] = painted  # by hand, in a corner no cell reaches
+    a, b = (2, 3) if painted is None else (painted + 1, painted + 2)
     widget._propagate_button.click()
     wait_idle(qtbot, c)
 
     labels = c.labels_layer.data
-    assert c.objects == {1, 2, 3}
-    assert "object 1 divided on frame 8 into 2 and 3" in widget._status_label.text()
+    assert c.objects == {1, a, b}
+    assert f"object 1 divided on frame 8 into {a} and {b}" in widget._status_label.text()
     assert widget._speed_label.text().startswith("16/16 frames")  # frames again count once
     assert all((labels[t] == 1).any() for t in range(8)) and not (labels[8:] == 1).any()
     for t in range(8, 16):
-        assert {2, 3} <= set(np.unique(labels[t])), t
-    assert c.tracks.layer.graph == {2: [1], 3: [1]}
+        assert {a, b} <= set(np.unique(labels[t])), t
+    assert c.tracks.layer.graph == {a: [1], b: [1]}
+    if painted is not None:
+        assert (labels[15, 0:2, 0:2] == painted).all()  # the hand-painted label is untouched
+        labels[15, 0:2, 0:2] = 0
 
     c.undo()
     assert c.objects == {1} and not labels[1:].any()  # the click on frame 0 stays

@@ -624,7 +624,10 @@ class Sam2Controller:
         if divisions:
             from napari_sam2.engine.division import DivisionRule
 
-            rule = DivisionRule()
+            # daughters' ids above every label in the layer (painted ones too), not only the
+            # session's objects; recorded with the run, so a replay picks the same ids
+            used = self.labels_layer.data if self.labels_layer is not None else ()
+            rule = DivisionRule(first_id=next_free_label(used, self.objects))
         planned = self.tracker.plan(
             self.image_layer, ref, start=start, n_frames=self.num_frames(), direction=direction,
             frame_range=frame_range, obj_ids=obj_ids, stop_after_absent=stop_after_absent,

@@ -132,6 +132,9 @@ class DivisionRule:
             division) before it may divide.
         max_overlap: a part with more than this share of its pixels on other objects' masks
             is a neighbour grabbed by the mask, not a daughter.
+        first_id: daughters get the next ids above every object of the session and not below
+            this one (a caller whose labels hold other ids, e.g. painted by hand, passes one
+            above them, so that a daughter never takes a label already in use).
     """
 
     confirm_frames: int = 2
@@ -140,6 +143,7 @@ class DivisionRule:
     min_gap: float = 1.0
     min_age: int = 4
     max_overlap: float = 0.5
+    first_id: int = 1
 
     def __post_init__(self) -> None:
         if int(self.confirm_frames) != self.confirm_frames or self.confirm_frames < 1:
@@ -148,6 +152,9 @@ class DivisionRule:
             raise ValueError(f"min_fraction must be in (0, 0.5), got {self.min_fraction}")
         if not 0 < self.max_overlap <= 1:
             raise ValueError(f"max_overlap must be in (0, 1], got {self.max_overlap}")
+        if isinstance(self.first_id, bool) or int(self.first_id) != self.first_id \
+                or self.first_id < 1:
+            raise ValueError(f"first_id must be an integer >= 1, got {self.first_id}")
         if self.min_pixels < 1 or self.min_gap < 0 or self.min_age < 1:
             raise ValueError("min_pixels and min_age must be >= 1 and min_gap >= 0, got "
                              f"{self.min_pixels}, {self.min_age}, {self.min_gap}")
@@ -197,8 +204,8 @@ class _Watch:
         self.splits: list[tuple[int, np.ndarray, np.ndarray]] = []
 
 
-def _next_ids(session, n: int) -> list[int]:
-    top = max([0, *session.obj_ids, *session.lineage.tracks])
+def _next_ids(session, n: int, first_id: int = 1) -> list[int]:
+    top = max([int(first_id) - 1, *session.obj_ids, *session.lineage.tracks])
     return list(range(top + 1, top + 1 + n))
 
 
@@ -231,7 +238,7 @@ def propagate_with_divisions(session, start: int | None = None, *, rule: Divisio
                 continue
             resumed.close()
             parent, split_frame, parts = found
-            daughters = dict(zip(_next_ids(session, 2), parts))
+            daughters = dict(zip(_next_ids(session, 2, rule.first_id), parts))
             divide(session, split_frame, parent, daughters)
             if ids is not None:
                 ids |= set(daughters)
