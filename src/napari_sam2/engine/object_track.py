@@ -4,7 +4,8 @@ One ``ObjectTrack`` per object replaces the string-keyed dicts of Meta's ``infer
 with typed fields that keep the same meaning:
 
 * ``cond`` / ``non_cond``: the consolidated outputs (Meta's ``output_dict_per_obj``), the
-  memory bank the object attends to;
+  memory bank the object attends to; in a session ``non_cond`` is a ``SpilledOutputs``
+  mapping that keeps it under a RAM bound (``spilled_outputs.py``);
 * ``temp_cond`` / ``temp_non_cond``: outputs of prompts given since the last propagation (Meta's
   ``temp_output_dict_per_obj``); they join the bank when the next propagation starts;
 * ``tracked``: frames visited by a propagation, with its direction (``frames_tracked_per_obj``);
@@ -147,7 +148,8 @@ class ObjectTrack:
         Returns the number of memories dropped (their logits stay, so they can be recomputed).
         """
         n = 0
-        for f, out in self.non_cond.items():
+        items = getattr(self.non_cond, "resident_items", self.non_cond.items)  # spilled: none
+        for f, out in items():
             if out.memory is not None and not keep(f):
                 out.memory = None
                 n += 1

@@ -28,13 +28,19 @@ from napari_sam2.engine import division
 from napari_sam2.engine import transforms as T
 from napari_sam2.engine.feature_cache import FeatureCache
 from napari_sam2.engine.frames import ArrayFrames, ModelInputFrames
+from napari_sam2.engine.kept_outputs import lookback
 from napari_sam2.engine.lineage import Lineage
-from napari_sam2.engine.object_track import ObjectTrack, PointPrompt
+from napari_sam2.engine.object_track import PointPrompt
 from napari_sam2.engine.prompts import check_box, check_points
 from napari_sam2.engine.propagation import (
     check_stop_after_absent,
     plan_propagation,
     run_propagation,
+)
+from napari_sam2.engine.spilled_outputs import (
+    DEFAULT_OUTPUTS_RAM_BYTES,
+    OutputSpill,
+    check_budget,
 )
 from napari_sam2.engine.tracker import Tracker
 from napari_sam2.engine.tracking_state import TrackingState, check_obj_id
@@ -91,14 +97,22 @@ class TrackingSession:
         levels: coarser levels of ``frames`` (same layout), finest first, as napari's
             multiscale data: a window is read from the coarsest level that still gives the
             model its input size.
+        outputs_ram_bytes: bound of the RAM the tracked (non-conditioning) outputs take
+            (default 512 MiB; 128 KiB per object and frame for 1024 models, 8 KiB for
+            ``sam2_demo``): above it the least recently used are written to a temporary
+            directory and read back, bit for bit, when needed (``spilled_outputs.py``).
+            What one propagation step reads always stays (``kept_outputs.lookback``
+            outputs per object, 17 for the shipped configs). None: unbounded.
     """
 
     def __init__(self, model, frames, *, axis: int = 0, intensity_range=None,
                  corrections_as_conditioning: bool = True, feature_cache_bytes: int = 1 << 30,
                  memory_window: int | None = None, read_ahead: int = 2,
                  bfloat16: bool | None = None, feature_cache: FeatureCache | None = None,
-                 window=None, levels=()) -> None:
+                 window=None, levels=(),
+                 outputs_ram_bytes: int | None = DEFAULT_OUTPUTS_RAM_BYTES) -> None:
         window = check_window(window)
+        outputs_ram_bytes = check_budget(outputs_ram_bytes)
         if isinstance(frames, (ArrayFrames, ModelInputFrames)):
             source = frames
         else:
@@ -111,6 +125,8 @@ class TrackingSession:
                    feature_cache if feature_cache is not None else feature_cache_bytes,
                    memory_window, bfloat16)
         self._state.window = window
+        self._state.spill = OutputSpill(outputs_ram_bytes,
+                                        keep_per_object=lookback(model.config))
 
     @classmethod
     def from_model_inputs(cls, model, images, video_size, **kwargs) -> TrackingSession:
@@ -205,15 +221,32 @@ class TrackingSession:
             return self._state.track(obj_id).prompt_frames()
 
     def memory_stats(self) -> dict[str, int]:
-        """Bytes held: ``outputs`` (logits, pointers, memories) and ``features`` (cache)."""
+        """Bytes held: ``outputs`` (logits, pointers, memories in RAM), ``spilled`` (tracked
+        outputs written to disk, ``outputs_ram_bytes``), ``features`` (cache); ``memories``:
+        how many memory features are held."""
         st = self._state
         with st.lock:
-            outs = sum(o.nbytes for t in st.tracks.values()
-                       for d in (t.cond, t.non_cond, t.temp_cond, t.temp_non_cond)
-                       for o in d.values())
-            mems = sum(1 for t in st.tracks.values() for d in (t.cond, t.non_cond)
-                       for o in d.values() if o.memory is not None)
-        return {"outputs": int(outs), "features": st.features.nbytes, "memories": mems}
+            bank = [o for t in st.tracks.values()
+                    for items in (t.cond.items,
+                                  getattr(t.non_cond, "resident_items", t.non_cond.items))
+                    for _, o in items()]
+            temp = [o for t in st.tracks.values() for d in (t.temp_cond, t.temp_non_cond)
+                    for o in d.values()]
+            outs = sum(o.nbytes for o in bank + temp)
+            mems = sum(1 for o in bank if o.memory is not None)
+            spilled = st.spill.spilled
+        return {"outputs": int(outs), "spilled": int(spilled), "features": st.features.nbytes,
+                "memories": mems}
+
+    @property
+    def outputs_ram_bytes(self) -> int | None:
+        """Bound of the RAM of tracked outputs (None: unbounded); may be changed."""
+        return self._state.spill.ram_bytes
+
+    @outputs_ram_bytes.setter
+    def outputs_ram_bytes(self, value: int | None) -> None:
+        with self._state.lock:
+            self._state.spill.set_budget(value)
 
     # ------------------------------------------------------------------ features
     def encode_frame(self, frame: int) -> None:
@@ -263,7 +296,7 @@ class TrackingSession:
                 raise ValueError(f"object {oid} exists on frames {span} only (a division); "
                                  f"frame {f} is outside: prompt its parent or daughters there "
                                  "instead")
-            track = st.tracks.get(oid) or ObjectTrack(oid)
+            track = st.tracks.get(oid) or st.new_track(oid)
             is_init = f not in track.tracked
             reverse = False if is_init else track.tracked[f]
             as_cond = is_init or self.corrections_as_conditioning
@@ -424,6 +457,7 @@ class TrackingSession:
         with self._state.lock:
             self._state.tracks.clear()
             self._state.lineage.clear()
+            self._state.spill.close()
 
     def divide(self, frame: int, parent_id: int, daughters) -> FrameResult:
         """``parent_id`` divides on ``frame``: its track ends on ``frame - 1`` (its prompts

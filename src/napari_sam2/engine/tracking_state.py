@@ -35,6 +35,7 @@ from napari_sam2.engine.feature_cache import FeatureCache, FrameFeatures
 from napari_sam2.engine.frames import ArrayFrames, ModelInputFrames
 from napari_sam2.engine.lineage import Lineage
 from napari_sam2.engine.object_track import ObjectTrack
+from napari_sam2.engine.spilled_outputs import OutputSpill
 from napari_sam2.engine.tracker import Tracker
 from napari_sam2.engine.types import FrameResult
 
@@ -70,6 +71,8 @@ class TrackingState:
         lineage: the objects' frame ranges and parents (``lineage.py``); the loop computes an
             object only on frames its lineage allows (not after a division, a daughter not
             before it). Changed under ``lock`` by the session and ``division.py``.
+        spill: the RAM bound of the tracked outputs (``spilled_outputs.py``); every track's
+            ``non_cond`` is one of its mappings (``new_track``).
     """
 
     tracker: Tracker
@@ -83,6 +86,7 @@ class TrackingState:
     recent: tuple[int, FrameFeatures] | None = None
     window: int | str | None = None
     lineage: Lineage = field(default_factory=Lineage)
+    spill: OutputSpill = field(default_factory=lambda: OutputSpill(None))
 
     # ------------------------------------------------------------------ frames
     @property
@@ -106,6 +110,10 @@ class TrackingState:
             raise ValueError(f"frame {f} is out of range: the stack has frames "
                              f"0..{self.num_frames - 1}")
         return f
+
+    def new_track(self, obj_id: int) -> ObjectTrack:
+        """An empty track whose tracked outputs live under ``spill``'s RAM bound."""
+        return ObjectTrack(obj_id, non_cond=self.spill.new_outputs())
 
     def track(self, obj_id) -> ObjectTrack:
         """The track of ``obj_id``; ValueError for an unknown object."""
