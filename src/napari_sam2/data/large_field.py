@@ -30,7 +30,7 @@ from collections import OrderedDict
 import numpy as np
 from scipy import ndimage
 
-from napari_sam2.data.synthetic import shape_distance
+from napari_sam2.data.synthetic import cell_patch
 
 __all__ = ["LargeFieldTimelapse"]
 
@@ -261,16 +261,12 @@ def _draw_cells(n: int, shape, diameter, n_frames: int, seed: int) -> dict:
 
 def _render(owner, bright, c: dict, i: int, t: int, cy: float, cx: float, scale: float) -> None:
     """Draw cell ``i`` (label i + 1) into the crop arrays, centre (cy, cx) in crop pixels."""
-    h, w = owner.shape
-    a, b = c["a"][i] * scale, c["b"][i] * scale
-    reach = 1.35 * a
-    y0, y1 = int(max(0, np.floor(cy - reach))), int(min(h, np.ceil(cy + reach) + 1))
-    x0, x1 = int(max(0, np.floor(cx - reach))), int(min(w, np.ceil(cx + reach) + 1))
-    if y0 >= y1 or x0 >= x1:
-        return
-    yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
     harmonics = [(k, *h) for k, h in zip((2, 3, 4), c["harm"][i])]
-    s = shape_distance(yy - cy, xx - cx, a, b, c["theta"][i] + c["spin"][i] * t, harmonics, t)
+    patch = cell_patch(owner.shape, cy, cx, c["a"][i] * scale, c["b"][i] * scale,
+                       c["theta"][i] + c["spin"][i] * t, harmonics, t)
+    if patch is None:
+        return
+    box, s = patch
     inside = s < 1.0
-    owner[y0:y1, x0:x1][inside] = i + 1
-    bright[y0:y1, x0:x1][inside] = (c["level"][i] * (1.0 - 0.45 * s * s))[inside]
+    owner[box][inside] = i + 1
+    bright[box][inside] = (c["level"][i] * (1.0 - 0.45 * s * s))[inside]

@@ -95,26 +95,40 @@ def shape_distance(dy, dx, a: float, b: float, theta: float, harmonics, t: int) 
     return np.sqrt(dy * dy + dx * dx) / (ellipse_r * wobble)
 
 
-def _render_cell(score: np.ndarray, owner: np.ndarray, bright: np.ndarray, cell: _Cell,
-                 label: int, t: int, cy: float, cx: float) -> None:
-    """Write one cell into the frame where it is the closest cell (normalised radius < 1)."""
-    h, w = score.shape
-    scale = 1.0 + cell.growth * t
-    a, b = cell.a * scale, cell.b * scale
+def cell_patch(frame_shape, cy: float, cx: float, a: float, b: float, theta: float,
+               harmonics, t: int):
+    """The pixels around a cell centred at (cy, cx) and its normalised distance there.
+
+    Returns ``(box, s)``: ``box`` the (rows, cols) slices of the cell's reach (1.35 ``a``)
+    clipped to ``frame_shape`` (H, W), ``s`` (rows, cols) float32 from ``shape_distance``
+    (< 1 inside the cell); None when the reach lies outside the frame."""
+    h, w = frame_shape
     reach = 1.35 * a
     y0, y1 = int(max(0, np.floor(cy - reach))), int(min(h, np.ceil(cy + reach) + 1))
     x0, x1 = int(max(0, np.floor(cx - reach))), int(min(w, np.ceil(cx + reach) + 1))
     if y0 >= y1 or x0 >= x1:
-        return
+        return None
     yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
-    s = shape_distance(yy - cy, xx - cx, a, b, cell.theta, cell.harm, t)
-    sub = score[y0:y1, x0:x1]
+    return (slice(y0, y1), slice(x0, x1)), shape_distance(yy - cy, xx - cx, a, b, theta,
+                                                          harmonics, t)
+
+
+def _render_cell(score: np.ndarray, owner: np.ndarray, bright: np.ndarray, cell: _Cell,
+                 label: int, t: int, cy: float, cx: float) -> None:
+    """Write one cell into the frame where it is the closest cell (normalised radius < 1)."""
+    scale = 1.0 + cell.growth * t
+    patch = cell_patch(score.shape, cy, cx, cell.a * scale, cell.b * scale, cell.theta,
+                       cell.harm, t)
+    if patch is None:
+        return
+    box, s = patch
+    sub = score[box]
     win = (s < 1.0) & (s < sub)
     sub[win] = s[win]
-    owner[y0:y1, x0:x1][win] = label
+    owner[box][win] = label
     # brighter towards the centre, a little texture from the shape phase
     level = cell.brightness * (1.0 - 0.45 * s * s)
-    bright[y0:y1, x0:x1][win] = level[win]
+    bright[box][win] = level[win]
 
 
 def make_cell_timelapse(*, n_frames: int = 16, shape: tuple[int, int] = (192, 256),
