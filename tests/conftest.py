@@ -24,3 +24,12 @@ def data_dir() -> Path:
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Never touch the user's real checkpoint cache from a test."""
     monkeypatch.setenv("NAPARI_SAM2_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture(scope="session")
+def shipped_demo_model():
+    """The shipped, trained sam2_demo on the CPU, loaded once for the engine and lineage tests
+    (which only read it: a test that changes a model loads its own)."""
+    from napari_sam2.model import load_model
+
+    return load_model("sam2_demo", device="cpu", progress=False)

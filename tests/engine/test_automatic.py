@@ -20,10 +20,8 @@ PPS = 16  # a coarse grid keeps these tests fast; the benchmark uses the default
 
 
 @pytest.fixture(scope="module")
-def model():
-    from napari_sam2.model import load_model
-
-    return load_model("sam2_demo", device="cpu", progress=False)
+def model(shipped_demo_model):
+    return shipped_demo_model
 
 
 @pytest.fixture(scope="module")

@@ -117,10 +117,8 @@ def test_damaged_records_name_the_source(text, match):
 
 # ---------------------------------------------------------------------- replay
 @pytest.fixture(scope="module")
-def model():
-    from napari_sam2.model import load_model
-
-    return load_model("sam2_demo", device="cpu", progress=False)
+def model(shipped_demo_model):
+    return shipped_demo_model
 
 
 @pytest.fixture(scope="module")

@@ -24,10 +24,8 @@ SPLIT = 8  # the division frame of make_dividing_timelapse(n_cells=1, seed=0, n_
 
 
 @pytest.fixture(scope="module")
-def model():
-    from napari_sam2.model import load_model
-
-    return load_model("sam2_demo", device="cpu", progress=False)
+def model(shipped_demo_model):
+    return shipped_demo_model
 
 
 @pytest.fixture(scope="module")

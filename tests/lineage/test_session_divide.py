@@ -13,10 +13,8 @@ from napari_sam2.io.ctc import ctc_scores, ctc_valid, write_ctc, write_ctc_groun
 
 
 @pytest.fixture(scope="module")
-def model():
-    from napari_sam2.model import load_model
-
-    return load_model("sam2_demo", device="cpu", progress=False)
+def model(shipped_demo_model):
+    return shipped_demo_model
 
 
 @pytest.fixture(scope="module")
