@@ -278,6 +278,28 @@ def test_lineage_survives_save_and_reopen(tracked, tmp_path, suffix):
     assert c.lineage_parents() == {d1: parent, d2: parent}
 
 
+def clicked_dividing_cell(viewer, model, qtbot):
+    """``make_dividing_timelapse`` with one cell dividing on frame 8 (seed 0) in ``viewer``,
+    the widget docked with ``model``, the cell clicked at its centre on frame 0.
+
+    Returns (widget, images (T, H, W), the CTC lineage rows)."""
+    from napari_sam2.data.dividing import make_dividing_timelapse
+
+    images, truth, rows = make_dividing_timelapse(n_frames=16, shape=(64, 96), n_cells=1,
+                                                  n_dividing=1, seed=0)
+    lo, hi = (float(v) for v in np.percentile(images, (0.5, 99.8)))
+    viewer.add_image(images, name="cells", axis_labels=("t", "y", "x"), contrast_limits=(lo, hi))
+    _, widget = viewer.window.add_plugin_dock_widget("napari-sam2", "SAM 2")
+    c = widget.controller
+    c.set_model(model, "sam2_demo")
+    c.go_to_frame(0)
+    r, col = np.nonzero(truth[0] == 1)
+    i = np.argmin((r - r.mean()) ** 2 + (col - col.mean()) ** 2)
+    c.prompts.add_point((0, r[i], col[i]), True)
+    wait_idle(qtbot, c)
+    return widget, images, rows
+
+
 @pytest.mark.parametrize("painted", [None, 7])
 def test_divisions_found_while_propagating(make_napari_viewer, trained_demo_model, qtbot,
                                            painted):
@@ -285,22 +307,9 @@ def test_divisions_found_while_propagating(make_napari_viewer, trained_demo_mode
     with seed 0, as in the ground truth) and writes the daughters as new objects; the Tracks
     layer shows the branch; undo takes the run and its division back. A label painted by hand
     (``painted``, not an object) keeps its id: the daughters get the next ones above it."""
-    from napari_sam2.data.dividing import make_dividing_timelapse
-
-    images, truth, rows = make_dividing_timelapse(n_frames=16, shape=(64, 96), n_cells=1,
-                                                  n_dividing=1, seed=0)
+    widget, _, rows = clicked_dividing_cell(make_napari_viewer(), trained_demo_model, qtbot)
     assert rows.tolist() == [[1, 0, 7, 0], [2, 8, 15, 1], [3, 8, 15, 1]]
-    viewer = make_napari_viewer()
-    lo, hi = (float(v) for v in np.percentile(images, (0.5, 99.8)))
-    viewer.add_image(images, name="cells", axis_labels=("t", "y", "x"), contrast_limits=(lo, hi))
-    _, widget = viewer.window.add_plugin_dock_widget("napari-sam2", "SAM 2")
     c = widget.controller
-    c.set_model(trained_demo_model, "sam2_demo")
-    c.go_to_frame(0)
-    r, col = np.nonzero(truth[0] == 1)
-    i = np.argmin((r - r.mean()) ** 2 + (col - col.mean()) ** 2)
-    c.prompts.add_point((0, r[i], col[i]), True)
-    wait_idle(qtbot, c)
     assert widget._divisions_check.isChecked()  # the default along t
     if painted is not None:
         c.labels_layer.data[15, 0:2, 0:2] = painted  # by hand, in a corner no cell reaches

@@ -13,7 +13,12 @@ from napari_sam2._napari._reader import read_zarr
 from napari_sam2.engine import session_record as sr
 from napari_sam2.engine.session import TrackingSession
 from tests.napari.conftest import wait_idle
-from tests.napari.test_divisions_widget import T_SPLIT, clicked, dividing_stack
+from tests.napari.test_divisions_widget import (
+    T_SPLIT,
+    clicked,
+    clicked_dividing_cell,
+    dividing_stack,
+)
 
 
 def _saved_record(c, tmp_path):
@@ -86,22 +91,8 @@ def test_a_division_by_hand_replays_to_the_widgets_labels(make_napari_viewer,
 def timelapse(make_napari_viewer, trained_demo_model, qtbot):
     """The widget on ``make_dividing_timelapse`` (one cell dividing on frame 8), the cell
     clicked on frame 0. Returns (controller, images)."""
-    from napari_sam2.data import make_dividing_timelapse
-
-    images, truth, _ = make_dividing_timelapse(n_frames=16, shape=(64, 96), n_cells=1,
-                                               n_dividing=1, seed=0)
-    viewer = make_napari_viewer()
-    lo, hi = (float(v) for v in np.percentile(images, (0.5, 99.8)))
-    viewer.add_image(images, name="cells", axis_labels=("t", "y", "x"), contrast_limits=(lo, hi))
-    _, widget = viewer.window.add_plugin_dock_widget("napari-sam2", "SAM 2")
-    c = widget.controller
-    c.set_model(trained_demo_model, "sam2_demo")
-    c.go_to_frame(0)
-    r, col = np.nonzero(truth[0] == 1)
-    i = np.argmin((r - r.mean()) ** 2 + (col - col.mean()) ** 2)
-    c.prompts.add_point((0, r[i], col[i]), True)
-    wait_idle(qtbot, c)
-    return c, images
+    widget, images, _ = clicked_dividing_cell(make_napari_viewer(), trained_demo_model, qtbot)
+    return widget.controller, images
 
 
 def test_a_propagation_that_finds_divisions_replays_to_the_widgets_labels(
