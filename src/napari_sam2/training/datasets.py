@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from napari_sam2.data.synthetic import make_cell_timelapse, make_ellipsoid_volume
 from napari_sam2.engine.transforms import normalize_imagenet, resize_to_model
+from napari_sam2.training.nuclei_clips import nuclei_sequence, z_end_sequence
 
 __all__ = ["Clip", "frames_to_model", "labels_to_masks", "SyntheticClips", "StackClips"]
 
@@ -105,11 +106,15 @@ class SyntheticClips:
         ramp: curriculum length as a fraction of the run: at progress 0 the clips have 1-2
             cells (a click needs no localisation yet), growing linearly to ``cells`` at
             ``ramp`` (0: always ``cells``). The trainer calls :meth:`set_progress`.
+        nuclei_fraction: share of clips drawn from the textured-nuclei generators instead
+            (``nuclei_clips``: many scales, fast motion and stage drift, varied looks; video
+            clips are half of them cut across the ends of nuclei along z). 0 (default) draws
+            exactly the clips of the first demo model's recipe.
     """
 
     def __init__(self, image_size: int, *, num_frames: int = 8, max_objects: int = 4,
                  volume_fraction: float = 0.2, cells: tuple[int, int] = (3, 11),
-                 ramp: float = 0.0):
+                 ramp: float = 0.0, nuclei_fraction: float = 0.0):
         if num_frames < 1 or max_objects < 1:
             raise ValueError("num_frames and max_objects must be >= 1")
         self.image_size = int(image_size)
@@ -120,6 +125,9 @@ class SyntheticClips:
             raise ValueError(f"cells must be (min, max) with 1 <= min < max, got {cells}")
         self.cells = (int(cells[0]), int(cells[1]))
         self.ramp = float(ramp)
+        if not 0.0 <= nuclei_fraction <= 1.0:
+            raise ValueError(f"nuclei_fraction must be in [0, 1], got {nuclei_fraction}")
+        self.nuclei_fraction = float(nuclei_fraction)
         self.difficulty = 1.0 if self.ramp <= 0 else 0.0
 
     def set_progress(self, progress: float) -> None:
@@ -139,7 +147,14 @@ class SyntheticClips:
         h, w = _SHAPES[int(rng.integers(len(_SHAPES)))]
         stride = 1 if t == 1 else int(rng.choice([1, 1, 2]))
         n_total = (t - 1) * stride + 1
-        if rng.random() < self.volume_fraction:
+        # drawn only when used, so that nuclei_fraction 0 leaves the random stream unchanged
+        if self.nuclei_fraction > 0 and rng.random() < self.nuclei_fraction:
+            if t > 1 and rng.random() < 0.5:
+                images, labels = z_end_sequence(rng, self.image_size, t)
+            else:
+                images, labels = nuclei_sequence(rng, self.image_size, t, stride)
+            h, w = images.shape[1:]
+        elif rng.random() < self.volume_fraction:
             depth = max(n_total, 8)
             vol, lab = make_ellipsoid_volume(shape=(depth, h, w),
                                              n_objects=int(rng.integers(*self._cell_range())),

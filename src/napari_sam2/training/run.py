@@ -115,10 +115,11 @@ def run_training(run: TrainRun) -> int:
         tie_decoder_cross_attention(model, run.tie_decoder_attention)
     size = model.config.image_size
     images = SyntheticClips(size, num_frames=1, max_objects=config.objects_per_image,
-                            volume_fraction=0.15, ramp=run.cells_ramp)
+                            volume_fraction=0.15, ramp=run.cells_ramp,
+                            nuclei_fraction=run.nuclei_fraction)
     videos = SyntheticClips(size, num_frames=config.num_frames,
                             max_objects=config.objects_per_clip, volume_fraction=0.2,
-                            ramp=run.cells_ramp)
+                            ramp=run.cells_ramp, nuclei_fraction=run.nuclei_fraction)
     trainer = Trainer(model, config, image_source=images, video_source=videos,
                       run_dir=run_dir, variant=variant)
     if run.resume:

@@ -81,6 +81,10 @@ class TrainRun:
     cells_ramp: float = _opt(
         0.0, "curriculum: fraction of the run over which clips grow from 1-2 cells to 3-10 "
         "(0: no curriculum)", fraction)
+    nuclei_fraction: float = _opt(
+        0.0, "share of clips from the textured-nuclei generators (many scales, fast motion, "
+        "stage drift, nuclei ending along z; training/nuclei_clips.py); 0 = the first demo "
+        "model's data", fraction)
     image_size: int | None = _opt(
         None, "train at this input size instead of the variant's (same weight shapes; e.g. a "
         "fast low-resolution first phase)", positive_int)
