@@ -13,7 +13,12 @@ random weights as the in-run reference):
 * one click per cell on frame 0, propagated over 16 frames with ``TrackingSession`` -> mean
   J&F (target 0.8), J and F separately;
 * the cell that leaves the field and comes back: share of its out-of-field frames predicted
-  empty, and in how many sequences it is found again (IoU > 0.5 on the last frame).
+  empty, and in how many sequences it is found again (IoU > 0.5 on the last frame);
+* the held-out sets of issue 22 (``training/evaluate_cases.py``; ``--no-cases`` skips them):
+  z-stacks of nuclei that start and end at their own depths (slices outside each nucleus
+  predicted empty, target 0.95, and 3D IoU, target 0.75, with the plugin's early stop along z;
+  the first figure also without it), textured nuclei under a stage drift of 4 px per frame
+  (J&F, target 0.8), and nuclei of 12-20 px on the model's input (click IoU, target 0.75).
 
 Each mean comes with a 95 % bootstrap interval that resamples whole sequences
 (``evaluate.bootstrap_ci``). The default sets (32 sequences x 2 frames for click and box, 16
@@ -30,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 
 import torch
@@ -39,8 +43,9 @@ from napari_sam2.training.evaluate import IMAGE_SEQUENCES, VIDEO_SEQUENCES
 
 
 def _machine() -> str:
-    return (f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores, "
-            f"torch {torch.__version__}, {torch.get_num_threads()} threads").strip()
+    from _cpu import describe  # benchmarks/ is on sys.path when this file is run
+
+    return f"{describe()}; torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
 def _ci(interval) -> str:
@@ -97,7 +102,35 @@ def _report(name: str, model, args) -> tuple[dict, dict]:
                "found_again": q.reappear_found, "found_again_of": q.reappear_count,
                "objects": len(rows), "image_sequences": args.sequences,
                "video_sequences": args.video_sequences, "frames": args.frames}
+    if args.cases:
+        _cases(model, args, figures, per_sequence)
     return figures, per_sequence
+
+
+def _cases(model, args, figures: dict, per_sequence: dict) -> None:
+    """The held-out sets of issue 22 (training/evaluate_cases.py): nuclei that end along z,
+    stage drift, small objects. Adds their figures and per-sequence means in place."""
+    from napari_sam2.training.evaluate import bootstrap_ci
+    from napari_sam2.training.evaluate_cases import drift_jf, small_click_iou, zstack_quality
+
+    start = time.perf_counter()
+    results = [*zstack_quality(model, n_volumes=args.case_sequences),
+               zstack_quality(model, n_volumes=args.case_sequences, stop_after_absent=None)[0],
+               drift_jf(model, n_sequences=args.case_sequences),
+               small_click_iou(model, n_images=args.case_sequences)]
+    results[2].name += " (no early stop)"
+    results[2].target = float("nan")  # for information: what the model alone decides
+    keys = ("z empty", "z 3D IoU", "z empty, no stop", "drift J&F", "small click")
+    for key, r in zip(keys, results):
+        more = ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
+                         for k, v in r.extra.items())
+        bar = "" if r.target != r.target else f"target >= {r.target:.2f}; "
+        print(f"  {r.name:58s} {r.value:.3f}  95% {_ci(bootstrap_ci(r.means, r.counts))}  "
+              f"({bar}{more})")
+        figures[r.name] = round(r.value, 4)
+        per_sequence[key] = (r.means, r.counts)
+    print(f"  time: held-out cases {time.perf_counter() - start:.1f} s "
+          f"({args.case_sequences} volumes / sequences / images each)")
 
 
 def _print_paired(name: str, ours: dict, other: dict) -> None:
@@ -108,7 +141,7 @@ def _print_paired(name: str, ours: dict, other: dict) -> None:
     for key, (means, counts) in ours.items():
         diffs = [a - b for a, b in zip(means, other[key][0])]
         pooled = sum(d * n for d, n in zip(diffs, counts)) / sum(counts)
-        print(f"  {key:6s} {pooled:+.3f}  95% {_ci(bootstrap_ci(diffs, counts))}")
+        print(f"  {key:28s} {pooled:+.3f}  95% {_ci(bootstrap_ci(diffs, counts))}")
 
 
 def main() -> None:
@@ -120,6 +153,10 @@ def main() -> None:
     parser.add_argument("--video-sequences", type=int, default=VIDEO_SEQUENCES,
                         help=f"sequences for propagation (default {VIDEO_SEQUENCES})")
     parser.add_argument("--frames", type=int, default=16)
+    parser.add_argument("--no-cases", dest="cases", action="store_false",
+                        help="skip the held-out sets of issue 22 (z ends, drift, small objects)")
+    parser.add_argument("--case-sequences", type=int, default=12,
+                        help="volumes / sequences / images in each issue-22 set (default 12)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--json", default=None, help="also write the model's figures here")
     parser.add_argument("--compare", default=None, metavar="WEIGHTS",

@@ -27,7 +27,7 @@ from scipy import ndimage
 from napari_sam2.data.synthetic import make_cell_timelapse
 
 __all__ = ["HELD_OUT_SEED", "IMAGE_SEQUENCES", "VIDEO_SEQUENCES", "Quality", "interior_point",
-           "jaccard", "boundary_f", "touches_another", "bootstrap_ci", "click_and_box_iou",
+           "jaccard", "boundary_f", "touches_another", "bootstrap_ci", "click_and_box_iou", "click_and_track",
            "propagation_jf", "measure_quality"]
 
 HELD_OUT_SEED = 1_000_003
@@ -156,23 +156,33 @@ def click_and_box_iou(model, *, n_sequences: int = IMAGE_SEQUENCES, frames=(0, 8
     return float(np.mean(clicks)), float(np.mean(boxes))
 
 
+def click_and_track(model, images, labels, *, min_area: int,
+                    window=None) -> tuple[list[int], dict]:
+    """Click each object of ``labels[0]`` with at least ``min_area`` pixels at its most
+    interior pixel and track all of them forward through ``images`` (T, H, W).
+
+    Returns (object ids, {frame: {object id: (H, W) bool mask}}) of the propagation."""
+    from napari_sam2.engine import TrackingSession
+
+    session = TrackingSession(model, images, window=window)
+    ids = [int(k) for k in np.unique(labels[0]) if k != 0 and (labels[0] == k).sum() >= min_area]
+    for k in ids:
+        r, c = interior_point(labels[0] == k)
+        session.add_points(0, k, [[r, c]], [1])
+    outputs = {}
+    for result in session.propagate(0):
+        outputs[result.frame] = dict(zip(result.obj_ids, result.masks))
+    return ids, outputs
+
+
 def propagation_jf(model, *, n_sequences: int = VIDEO_SEQUENCES, n_frames: int = 16,
                    seed: int = HELD_OUT_SEED + 100, window=None) -> Quality:
     """One interior click per cell on frame 0, propagated forward through ``n_frames``
     (``window``: the session's window setting; None: whole frames)."""
-    from napari_sam2.engine import TrackingSession
-
     js, fs, found, absent_ok, per_seq = [], [], [], [], []
     for i in range(n_sequences):
         images, labels = _sequence(seed + i, n_frames)
-        session = TrackingSession(model, images, window=window)
-        ids = [int(k) for k in np.unique(labels[0]) if k != 0 and (labels[0] == k).sum() >= 50]
-        for k in ids:
-            r, c = interior_point(labels[0] == k)
-            session.add_points(0, k, [[r, c]], [1])
-        outputs = {}
-        for result in session.propagate(0):
-            outputs[result.frame] = dict(zip(result.obj_ids, result.masks))
+        ids, outputs = click_and_track(model, images, labels, min_area=50, window=window)
         seq_j, seq_f = [], []
         for k in ids:
             gone = [t for t in range(1, n_frames) if not (labels[t] == k).any()]

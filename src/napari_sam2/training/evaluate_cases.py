@@ -1,0 +1,159 @@
+"""Held-out sets for the cases of issue 22: objects that end along z, stage drift, small objects.
+
+Each function measures one figure through the engine's public API on fixed held-out seeds
+(``CASE_SEED`` on; training draws its seeds from a generator and never these) and returns a
+``CaseResult``: the pooled figure, per-sequence means and counts for ``bootstrap_ci`` and for
+paired comparisons, and the issue's target.
+
+* ``zstack_quality``: nuclei volumes whose objects start and end at their own depths; one click
+  on each object's largest slice, tracked up and down the whole stack. Two figures: the share of
+  slices outside the object that are predicted empty, and the 3D IoU per object.
+* ``drift_jf``: time-lapses of textured nuclei under a stage drift of 4 px per frame (plus the
+  nuclei's own motion); one click per nucleus on frame 0, 16 frames, J&F.
+* ``small_click_iou``: 512 x 512 fields of 24-40 px nuclei, i.e. 12-20 px on the 256 px input
+  of ``sam2_demo``; one interior click per nucleus, whole frame, IoU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from napari_sam2.data.nuclei import make_nuclei_timelapse, make_nuclei_volume
+from napari_sam2.training.evaluate import boundary_f, click_and_track, interior_point, jaccard
+
+__all__ = ["CASE_SEED", "CaseResult", "zstack_quality", "drift_jf", "small_click_iou",
+           "Z_STOP_AFTER_ABSENT"]
+
+CASE_SEED = 2_000_017
+Z_STOP_AFTER_ABSENT = 3  # the plugin's default along z (docs/tracking.md, early stop)
+
+
+@dataclass
+class CaseResult:
+    """One held-out figure.
+
+    Attributes:
+        name: figure name; value: pooled mean; target: the issue's bar (value >= target);
+        means, counts: per-sequence means and how many values each is over;
+        extra: other figures measured on the way (name -> value).
+    """
+
+    name: str
+    value: float
+    target: float
+    means: list = field(default_factory=list)
+    counts: list = field(default_factory=list)
+    extra: dict = field(default_factory=dict)
+
+
+def _pooled(means, counts) -> float:
+    return float(np.dot(means, counts) / max(np.sum(counts), 1))
+
+
+def zstack_quality(model, *, n_volumes: int = 12, shape=(48, 192, 192), n_objects: int = 5,
+                   stop_after_absent: int | None = Z_STOP_AFTER_ABSENT,
+                   seed: int = CASE_SEED) -> tuple[CaseResult, CaseResult]:
+    """Slices outside each object predicted empty (target 0.95), and 3D IoU (target 0.75).
+
+    Each object is clicked once (its most interior pixel) on the slice where it is largest and
+    tracked from there to both ends of the stack with ``stop_after_absent`` (the plugin's z
+    default; None tracks every slice, as Meta's predictor). A slice the tracking stopped
+    before counts as predicted empty, which is what the plugin's labels show there.
+    """
+    from napari_sam2.engine import TrackingSession
+
+    empty_means, empty_counts, iou_means, iou_counts = [], [], [], []
+    outside_total = 0
+    for i in range(n_volumes):
+        volume, labels = make_nuclei_volume(shape=shape, n_objects=n_objects, seed=seed + i)
+        session = TrackingSession(model, volume)
+        ids = [int(k) for k in np.unique(labels) if k != 0]
+        starts = {}
+        for k in ids:
+            areas = (labels == k).sum((1, 2))
+            z = int(np.argmax(areas))
+            starts[k] = z
+            r, c = interior_point(labels[z] == k)
+            session.add_points(z, k, [[r, c]], [1])
+        empties, ious = [], []
+        for k in ids:
+            pred = np.zeros(labels.shape, bool)
+            pred[starts[k]] = session.result(starts[k], [k]).masks[0]
+            for reverse in (False, True):
+                for result in session.propagate(starts[k], reverse=reverse, obj_ids=[k],
+                                                stop_after_absent=stop_after_absent):
+                    if k in result.obj_ids:
+                        pred[result.frame] = result.masks[result.obj_ids.index(k)]
+            gt = labels == k
+            outside = ~gt.any((1, 2))
+            empties += list(~pred[outside].any((1, 2)))
+            ious.append(jaccard(pred, gt))
+        outside_total += len(empties)
+        empty_means.append(float(np.mean(empties)) if empties else 1.0)
+        empty_counts.append(len(empties))
+        iou_means.append(float(np.mean(ious)))
+        iou_counts.append(len(ious))
+    empty = CaseResult("z: slices outside the object empty", _pooled(empty_means, empty_counts),
+                       0.95, empty_means, empty_counts, {"slices": outside_total})
+    iou = CaseResult("z: 3D IoU", _pooled(iou_means, iou_counts), 0.75, iou_means, iou_counts,
+                     {"objects": int(np.sum(iou_counts))})
+    return empty, iou
+
+
+def drift_jf(model, *, n_sequences: int = 12, n_frames: int = 16, drift: float = 4.0,
+             seed: int = CASE_SEED + 1000) -> CaseResult:
+    """Mean J&F of nuclei clicked on frame 0 and tracked under a stage drift of ``drift`` px
+    per frame (random direction per sequence) plus their own motion (0.5-2.5 px per frame)."""
+    means, counts, js, fs = [], [], [], []
+    for i in range(n_sequences):
+        angle = np.random.default_rng(seed + i).uniform(0, 2 * np.pi)
+        images, labels = make_nuclei_timelapse(
+            n_frames=n_frames, shape=(192, 256), n_cells=8, diameter=(24, 48),
+            drift=(drift * np.sin(angle), drift * np.cos(angle)), seed=seed + i)
+        ids, outputs = click_and_track(model, images, labels, min_area=80)
+        seq = []
+        for k in ids:
+            for t in range(1, n_frames):
+                pred = outputs.get(t, {}).get(k, np.zeros(labels[t].shape, bool))
+                gt = labels[t] == k
+                j, f = jaccard(pred, gt), boundary_f(pred, gt)
+                js.append(j)
+                fs.append(f)
+                seq.append((j + f) / 2)
+        means.append(float(np.mean(seq)))
+        counts.append(len(seq))
+    return CaseResult(f"drift {drift:g} px/frame: J&F", _pooled(means, counts), 0.8, means,
+                      counts, {"J": float(np.mean(js)), "F": float(np.mean(fs)),
+                               "object-frames": len(js)})
+
+
+def small_click_iou(model, *, n_images: int = 12, shape=(512, 512), diameter=(24.0, 40.0),
+                    n_cells: int = 40, seed: int = CASE_SEED + 2000) -> CaseResult:
+    """Mean IoU of one interior click per nucleus (best of the multimask output, whole frame)
+    on fields of 24-40 px nuclei in 512 px frames (12-20 px on the 256 px input of sam2_demo)."""
+    from napari_sam2.engine.image_predictor import ImagePredictor
+
+    predictor = ImagePredictor(model)
+    means, counts, empty = [], [], 0
+    for i in range(n_images):
+        images, labels = make_nuclei_timelapse(n_frames=1, shape=shape, n_cells=n_cells,
+                                               diameter=diameter, spacing=1.1, seed=seed + i)
+        predictor.set_image(images[0])
+        ious = []
+        for k in np.unique(labels[0]):
+            gt = labels[0] == k
+            if k == 0 or gt.sum() < 0.5 * np.pi * (diameter[0] / 2) ** 2:  # cut by the border
+                continue
+            r, c = interior_point(gt)
+            pred = predictor.predict(points=[[r, c]], labels=[1], multimask_output=True)
+            mask = pred.best_in_frame(gt.shape)
+            empty += not mask.any()
+            ious.append(jaccard(mask, gt))
+        means.append(float(np.mean(ious)))
+        counts.append(len(ious))
+    scale = model.config.image_size / max(shape)
+    return CaseResult(f"small objects ({diameter[0] * scale:g}-{diameter[1] * scale:g} px on "
+                      f"the input): click IoU", _pooled(means, counts), 0.75, means, counts,
+                      {"objects": int(np.sum(counts)), "empty masks": empty})
