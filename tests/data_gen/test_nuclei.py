@@ -88,3 +88,18 @@ def test_random_look_and_bad_arguments():
         make_nuclei_timelapse(shape=(16, 64))
     with pytest.raises(ValueError, match="n_objects"):
         make_nuclei_volume(shape=(16, 64, 64), n_objects=0)
+
+
+def test_stacked_volume_puts_nuclei_above_each_other():
+    """Packed in 3D, some nucleus covers pixels (in the plane) that another one covers on
+    other slices: where one ends, the next begins at the same place."""
+    _, labels = make_nuclei_volume(shape=(40, 96, 96), n_objects=14, diameter=(20, 30),
+                                   extent=(0.15, 0.3), stacked=True, seed=3)
+    footprints = [(labels == k).any(0) for k in range(1, labels.max() + 1)]
+    overlapping = sum((a & b).any() for i, a in enumerate(footprints)
+                      for b in footprints[i + 1:])
+    assert labels.max() >= 8 and overlapping >= 2
+    _, side_by_side = make_nuclei_volume(shape=(40, 96, 96), n_objects=4, diameter=(20, 30),
+                                         seed=3)
+    flat = [(side_by_side == k).any(0) for k in range(1, side_by_side.max() + 1)]
+    assert not any((a & b).any() for i, a in enumerate(flat) for b in flat[i + 1:])

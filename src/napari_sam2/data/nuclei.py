@@ -235,13 +235,16 @@ def _render(score, owner, bright, nuc: _Nucleus, label: int, t: int, cy: float, 
 
 
 def make_nuclei_volume(*, shape=(48, 192, 192), n_objects: int = 6, diameter=(30.0, 60.0),
-                       extent=(0.2, 0.5), z_blur: float = 2.0, look: Look | None = None,
-                       seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                       extent=(0.2, 0.5), z_blur: float = 2.0, stacked: bool = False,
+                       look: Look | None = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """A z-stack of textured nuclei that start and end at their own depths.
 
     Each nucleus is an ellipsoid whose z extent is a random share ``extent`` of the stack's
     depth, centred at a random depth inside the stack; above and below it only its
-    out-of-focus light (blur along z, ``z_blur`` slices) and other nuclei remain.
+    out-of-focus light (blur along z, ``z_blur`` slices) and other nuclei remain. With
+    ``stacked`` nuclei are packed in 3D as in tissue: one may lie right above another, so that
+    where one ends the next one begins at about the same place in the plane (the case where a
+    tracker slides from a nucleus onto the next); otherwise they stand side by side.
 
     Args:
         shape: (Z, H, W), Z >= 8, H, W >= 32.
@@ -249,6 +252,7 @@ def make_nuclei_volume(*, shape=(48, 192, 192), n_objects: int = 6, diameter=(30
         diameter: (smallest, largest) in-plane diameter, px.
         extent: (shortest, longest) z extent as a share of Z.
         z_blur: Gaussian blur along z, slices (sigma).
+        stacked: pack nuclei in 3D (above each other) instead of side by side.
         look: rendering (None: drawn from the seed).
         seed: the output is a pure function of the arguments.
 
@@ -262,16 +266,16 @@ def make_nuclei_volume(*, shape=(48, 192, 192), n_objects: int = 6, diameter=(30
     rng = np.random.default_rng(seed)
     look = look if look is not None else random_look(rng)
     diameters = np.sort(rng.uniform(diameter[0], diameter[1], size=int(n_objects)))[::-1]
-    # nuclei at different depths may overlap in the plane; keep them a little apart anyway so
-    # that a click on one is not a click on another
-    centres = _place(rng, (h, w), diameters, spacing=0.8)
+    if stacked:
+        centres = _place_3d(rng, (d, h, w), diameters, extent)
+    else:  # side by side: a click on one is never a click on another at another depth
+        centres = [(cy, cx, diam, *_depth(rng, d, extent))
+                   for cy, cx, diam in _place(rng, (h, w), diameters, spacing=0.8)]
     score = np.full((d, h, w), np.inf, np.float32)
     labels = np.zeros((d, h, w), np.int32)
     bright = np.zeros((d, h, w), np.float32)
     texture = _texture_field((d, h, w), rng, scale=max(0.8, float(np.mean(diameter)) / 16))
-    for k, (cy, cx, diam) in enumerate(centres):
-        half_z = max(1.5, 0.5 * d * rng.uniform(*extent))
-        cz = rng.uniform(half_z * 0.6, d - half_z * 0.6)  # may be cut by the stack's top/bottom
+    for k, (cy, cx, diam, cz, half_z) in enumerate(centres):
         a, b = diam / 2 * rng.uniform(1.0, 1.2), diam / 2 * rng.uniform(0.75, 1.0)
         theta = rng.uniform(0, np.pi)
         reach = 1.2 * a
@@ -295,3 +299,26 @@ def make_nuclei_volume(*, shape=(48, 192, 192), n_objects: int = 6, diameter=(30
     background = _background((h, w), rng, look)[None]
     volume = _photons(background + bright + haze, rng, look, (z_blur, look.blur, look.blur))
     return volume, labels
+
+
+def _depth(rng: np.random.Generator, depth: int, extent) -> tuple[float, float]:
+    """(centre z, half z extent) of a nucleus: its extent a share ``extent`` of ``depth``, its
+    centre anywhere that keeps at least 60 % of it inside the stack."""
+    half_z = max(1.5, 0.5 * depth * rng.uniform(*extent))
+    return float(rng.uniform(half_z * 0.6, depth - half_z * 0.6)), float(half_z)
+
+
+def _place_3d(rng: np.random.Generator, shape, diameters, extent):
+    """(y, x, diameter, z, half z) of nuclei packed in 3D: two nuclei either stand apart in
+    the plane or lie apart along z (one above the other)."""
+    d, h, w = shape
+    placed: list[tuple[float, float, float, float, float]] = []
+    for diam in np.minimum(diameters, 0.8 * min(h, w)):
+        for _ in range(60):
+            y, x = rng.uniform(0.6 * diam, h - 0.6 * diam), rng.uniform(0.6 * diam, w - 0.6 * diam)
+            z, half_z = _depth(rng, d, extent)
+            if all(np.hypot(y - py, x - px) >= 0.85 * (diam + pd) / 2
+                   or abs(z - pz) >= half_z + phz for py, px, pd, pz, phz in placed):
+                placed.append((float(y), float(x), float(diam), z, half_z))
+                break
+    return placed

@@ -48,15 +48,20 @@ class Clip:
         return int(self.masks.shape[1])
 
 
-def frames_to_model(frames: np.ndarray, image_size: int, *, gamma: float = 1.0) -> torch.Tensor:
+def frames_to_model(frames: np.ndarray, image_size: int, *, gamma: float = 1.0,
+                    per_frame: bool = True) -> torch.Tensor:
     """(T, H, W) numeric frames -> (T, 3, S, S) normalised, each frame by its own min and max.
 
     Mirrors ``engine.transforms.preprocess_image`` for grey frames without an intensity range;
-    ``gamma`` != 1 is an intensity augmentation applied after the [0, 1] mapping.
+    ``per_frame=False`` maps the clip's min and max instead, as the plugin does with one
+    intensity range (the layer's contrast limits) for every frame. ``gamma`` != 1 is an
+    intensity augmentation applied after the [0, 1] mapping.
     """
     x = torch.from_numpy(np.ascontiguousarray(frames, dtype=np.float32))
     lo = x.flatten(1).amin(1).view(-1, 1, 1)
     hi = x.flatten(1).amax(1).view(-1, 1, 1)
+    if not per_frame:
+        lo, hi = lo.amin().expand_as(lo), hi.amax().expand_as(hi)
     x = torch.where(hi > lo, (x - lo) / (hi - lo).clamp(min=1e-12), torch.zeros_like(x))
     if gamma != 1.0:
         x = x.clamp(0, 1) ** gamma
@@ -147,6 +152,7 @@ class SyntheticClips:
         h, w = _SHAPES[int(rng.integers(len(_SHAPES)))]
         stride = 1 if t == 1 else int(rng.choice([1, 1, 2]))
         n_total = (t - 1) * stride + 1
+        per_frame = True
         # drawn only when used, so that nuclei_fraction 0 leaves the random stream unchanged
         if self.nuclei_fraction > 0 and rng.random() < self.nuclei_fraction:
             if t > 1 and rng.random() < 0.5:
@@ -154,6 +160,7 @@ class SyntheticClips:
             else:
                 images, labels = nuclei_sequence(rng, self.image_size, t, stride)
             h, w = images.shape[1:]
+            per_frame = t == 1 or rng.random() < 0.5  # else one range, as in the plugin
         elif rng.random() < self.volume_fraction:
             depth = max(n_total, 8)
             vol, lab = make_ellipsoid_volume(shape=(depth, h, w),
@@ -179,7 +186,8 @@ class SyntheticClips:
         if not ids:  # practically never: every generator frame has cells
             return self.sample(rng)
         gamma = float(np.exp(rng.uniform(-0.3, 0.3)))
-        return Clip(images=frames_to_model(images, self.image_size, gamma=gamma),
+        return Clip(images=frames_to_model(images, self.image_size, gamma=gamma,
+                                           per_frame=per_frame),
                     masks=labels_to_masks(labels, ids, self.image_size))
 
 

@@ -23,8 +23,8 @@ import numpy as np
 from napari_sam2.data.nuclei import make_nuclei_timelapse, make_nuclei_volume
 from napari_sam2.training.evaluate import boundary_f, click_and_track, interior_point, jaccard
 
-__all__ = ["CASE_SEED", "CaseResult", "zstack_quality", "drift_jf", "small_click_iou",
-           "Z_STOP_AFTER_ABSENT"]
+__all__ = ["CASE_SEED", "CaseResult", "Z_STOP_AFTER_ABSENT", "drift_jf", "small_click_iou",
+           "track_scores", "volume_scores", "zstack_quality"]
 
 CASE_SEED = 2_000_017
 Z_STOP_AFTER_ABSENT = 3  # the plugin's default along z (docs/tracking.md, early stop)
@@ -52,54 +52,81 @@ def _pooled(means, counts) -> float:
     return float(np.dot(means, counts) / max(np.sum(counts), 1))
 
 
-def zstack_quality(model, *, n_volumes: int = 12, shape=(48, 192, 192), n_objects: int = 5,
-                   stop_after_absent: int | None = Z_STOP_AFTER_ABSENT,
-                   seed: int = CASE_SEED) -> tuple[CaseResult, CaseResult]:
-    """Slices outside each object predicted empty (target 0.95), and 3D IoU (target 0.75).
+def volume_scores(model, volume: np.ndarray, labels: np.ndarray, *,
+                  stop_after_absent: int | None = Z_STOP_AFTER_ABSENT, min_area: int = 1,
+                  intensity_range=None) -> tuple[list[bool], list[float]]:
+    """Click every object of a (Z, H, W) ``labels`` stack once (its most interior pixel, on
+    the slice where it is largest) and track it from there to both ends of ``volume``.
 
-    Each object is clicked once (its most interior pixel) on the slice where it is largest and
-    tracked from there to both ends of the stack with ``stop_after_absent`` (the plugin's z
-    default; None tracks every slice, as Meta's predictor). A slice the tracking stopped
-    before counts as predicted empty, which is what the plugin's labels show there.
+    Returns (for every slice outside an object, whether its prediction there is empty; the 3D
+    IoU of every object). A slice the tracking stopped before (``stop_after_absent``, the
+    plugin's z default; None tracks every slice, as Meta's predictor) counts as empty, which
+    is what the plugin's labels show there. Objects smaller than ``min_area`` pixels on their
+    largest slice are left out. ``intensity_range``: as ``TrackingSession``'s (None: each
+    slice by its own minimum and maximum; the plugin passes the layer's contrast limits,
+    one range for the whole stack).
     """
     from napari_sam2.engine import TrackingSession
 
+    session = TrackingSession(model, volume, intensity_range=intensity_range)
+    starts = {}
+    for k in (int(k) for k in np.unique(labels) if k != 0):
+        areas = (labels == k).sum((1, 2))
+        if areas.max() < min_area:
+            continue
+        starts[k] = int(np.argmax(areas))
+        r, c = interior_point(labels[starts[k]] == k)
+        session.add_points(starts[k], k, [[r, c]], [1])
+    empties, ious = [], []
+    for k, z in starts.items():
+        pred = np.zeros(labels.shape, bool)
+        pred[z] = session.result(z, [k]).masks[0]
+        for reverse in (False, True):
+            for result in session.propagate(z, reverse=reverse, obj_ids=[k],
+                                            stop_after_absent=stop_after_absent):
+                if k in result.obj_ids:
+                    pred[result.frame] = result.masks[result.obj_ids.index(k)]
+        gt = labels == k
+        empties += [bool(e) for e in ~pred[~gt.any((1, 2))].any((1, 2))]
+        ious.append(jaccard(pred, gt))
+    return empties, ious
+
+
+def zstack_quality(model, *, n_volumes: int = 12, shape=(48, 192, 192), n_objects: int = 12,
+                   stop_after_absent: int | None = Z_STOP_AFTER_ABSENT,
+                   seed: int = CASE_SEED) -> tuple[CaseResult, CaseResult]:
+    """Slices outside each object predicted empty (target 0.95), and 3D IoU (target 0.75),
+    on volumes of nuclei packed in 3D (``make_nuclei_volume(stacked=True)``: one nucleus may
+    lie right above another), ``volume_scores`` on each."""
     empty_means, empty_counts, iou_means, iou_counts = [], [], [], []
-    outside_total = 0
     for i in range(n_volumes):
-        volume, labels = make_nuclei_volume(shape=shape, n_objects=n_objects, seed=seed + i)
-        session = TrackingSession(model, volume)
-        ids = [int(k) for k in np.unique(labels) if k != 0]
-        starts = {}
-        for k in ids:
-            areas = (labels == k).sum((1, 2))
-            z = int(np.argmax(areas))
-            starts[k] = z
-            r, c = interior_point(labels[z] == k)
-            session.add_points(z, k, [[r, c]], [1])
-        empties, ious = [], []
-        for k in ids:
-            pred = np.zeros(labels.shape, bool)
-            pred[starts[k]] = session.result(starts[k], [k]).masks[0]
-            for reverse in (False, True):
-                for result in session.propagate(starts[k], reverse=reverse, obj_ids=[k],
-                                                stop_after_absent=stop_after_absent):
-                    if k in result.obj_ids:
-                        pred[result.frame] = result.masks[result.obj_ids.index(k)]
-            gt = labels == k
-            outside = ~gt.any((1, 2))
-            empties += list(~pred[outside].any((1, 2)))
-            ious.append(jaccard(pred, gt))
-        outside_total += len(empties)
+        volume, labels = make_nuclei_volume(shape=shape, n_objects=n_objects, diameter=(30, 50),
+                                            extent=(0.15, 0.4), stacked=True, seed=seed + i)
+        empties, ious = volume_scores(model, volume, labels, stop_after_absent=stop_after_absent)
         empty_means.append(float(np.mean(empties)) if empties else 1.0)
         empty_counts.append(len(empties))
         iou_means.append(float(np.mean(ious)))
         iou_counts.append(len(ious))
     empty = CaseResult("z: slices outside the object empty", _pooled(empty_means, empty_counts),
-                       0.95, empty_means, empty_counts, {"slices": outside_total})
+                       0.95, empty_means, empty_counts, {"slices": int(np.sum(empty_counts))})
     iou = CaseResult("z: 3D IoU", _pooled(iou_means, iou_counts), 0.75, iou_means, iou_counts,
                      {"objects": int(np.sum(iou_counts))})
     return empty, iou
+
+
+def track_scores(model, images: np.ndarray, labels: np.ndarray, *,
+                 min_area: int = 80) -> tuple[list[float], list[float]]:
+    """(J, F) of every object-frame after frame 0 when each object of ``labels[0]`` with at
+    least ``min_area`` pixels is clicked once on frame 0 and tracked forward."""
+    ids, outputs = click_and_track(model, images, labels, min_area=min_area)
+    js, fs = [], []
+    for k in ids:
+        for t in range(1, len(images)):
+            pred = outputs.get(t, {}).get(k, np.zeros(labels[t].shape, bool))
+            gt = labels[t] == k
+            js.append(jaccard(pred, gt))
+            fs.append(boundary_f(pred, gt))
+    return js, fs
 
 
 def drift_jf(model, *, n_sequences: int = 12, n_frames: int = 16, drift: float = 4.0,
@@ -112,18 +139,11 @@ def drift_jf(model, *, n_sequences: int = 12, n_frames: int = 16, drift: float =
         images, labels = make_nuclei_timelapse(
             n_frames=n_frames, shape=(192, 256), n_cells=8, diameter=(24, 48),
             drift=(drift * np.sin(angle), drift * np.cos(angle)), seed=seed + i)
-        ids, outputs = click_and_track(model, images, labels, min_area=80)
-        seq = []
-        for k in ids:
-            for t in range(1, n_frames):
-                pred = outputs.get(t, {}).get(k, np.zeros(labels[t].shape, bool))
-                gt = labels[t] == k
-                j, f = jaccard(pred, gt), boundary_f(pred, gt)
-                js.append(j)
-                fs.append(f)
-                seq.append((j + f) / 2)
-        means.append(float(np.mean(seq)))
-        counts.append(len(seq))
+        seq_j, seq_f = track_scores(model, images, labels)
+        js += seq_j
+        fs += seq_f
+        means.append(float(np.mean(seq_j) + np.mean(seq_f)) / 2)
+        counts.append(len(seq_j))
     return CaseResult(f"drift {drift:g} px/frame: J&F", _pooled(means, counts), 0.8, means,
                       counts, {"J": float(np.mean(js)), "F": float(np.mean(fs)),
                                "object-frames": len(js)})

@@ -11,9 +11,13 @@ What the draws cover, on the model's ``S`` px input (S = 256 for ``sam2_demo``):
   (below 1 nuclei are packed and touch), own speed up to 5 px per frame on the input, a stage
   drift of up to 6 px per frame on half of the clips, and a random ``Look`` (gain, read noise,
   blur, gradient, haze, texture).
-* ``z_end_sequence``: a short stack of nuclei with their own depth extents, and a clip that starts
-  inside one nucleus and runs past its end (z stride 1-3), so the object score learns that an
-  object which has ended, with only its glow left, is absent.
+* ``z_end_sequence``: a short stack of nuclei with their own depth extents (60 % packed in 3D,
+  one above another, as in tissue), and a clip that starts inside one nucleus and runs past its
+  end (z stride 1-3), so the object score learns that an object which has ended, with only its
+  glow or the next nucleus below left, is absent.
+
+Half of the video clips map intensities with one range for the whole clip (as the plugin does
+with the layer's contrast limits), the other half frame by frame (the engine's default).
 """
 
 from __future__ import annotations
@@ -65,11 +69,12 @@ def z_end_sequence(rng: np.random.Generator, image_size: int,
     h, w = _pick(rng, _CLIP_SHAPES[:3])
     to_frame = max(h, w) / image_size
     d_input = rng.uniform(20.0, 70.0)
-    n_objects = int(rng.integers(3, 10))
+    stacked = bool(rng.random() < 0.6)
+    n_objects = int(rng.integers(6, 24) if stacked else rng.integers(3, 10))
     volume, labels = make_nuclei_volume(
         shape=(depth, h, w), n_objects=n_objects,
         diameter=(0.8 * d_input * to_frame, 1.25 * d_input * to_frame),
-        extent=(0.15, 0.6), z_blur=float(rng.uniform(1.0, 3.0)),
+        extent=(0.15, 0.6), z_blur=float(rng.uniform(1.0, 3.0)), stacked=stacked,
         seed=int(rng.integers(0, 2**31 - 1)))
     if rng.random() < 0.5:  # run towards the top of the stack instead
         volume, labels = volume[::-1], labels[::-1]
