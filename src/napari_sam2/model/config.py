@@ -161,6 +161,10 @@ class MaskDecoderConfig:
     dynamic_multimask_via_stability: bool = True  # build_sam2(apply_postprocessing=True)
     dynamic_multimask_stability_delta: float = 0.05
     dynamic_multimask_stability_thresh: float = 0.98
+    # Ours, not Meta's: an empty single mask (no logit above 0) counts as unstable, so a
+    # box or several clicks never answer an empty mask when a multimask candidate has pixels.
+    # Meta's rule scores an empty mask 1.0 (stable) and returns it; False restores that.
+    empty_single_mask_unstable: bool = True
 
     def __post_init__(self) -> None:
         for name in ("num_multimask_outputs", "transformer_depth", "num_heads", "mlp_dim",

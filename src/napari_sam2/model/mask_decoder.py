@@ -271,7 +271,10 @@ class MaskDecoder(nn.Module):
 
     def _dynamic_single(self, masks: torch.Tensor,
                         iou: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, 4, H, W), (B, 4) -> token 0 if stable, else the best-IoU multimask."""
+        """(B, 4, H, W), (B, 4) -> token 0 if stable, else the best-IoU multimask.
+
+        With ``empty_single_mask_unstable`` an empty token-0 mask (no logit above 0) is not
+        stable (Meta's stability score can call it 1.0): the best multimask answers instead."""
         multi_iou = iou[:, 1:]
         best = multi_iou.argmax(dim=-1)
         rows = torch.arange(masks.shape[0], device=masks.device)
@@ -280,6 +283,8 @@ class MaskDecoder(nn.Module):
         single_masks, single_iou = masks[:, 0:1], iou[:, 0:1]
         stable = stability_scores(single_masks, self.cfg.dynamic_multimask_stability_delta) \
             >= self.cfg.dynamic_multimask_stability_thresh  # (B, 1)
+        if self.cfg.empty_single_mask_unstable:
+            stable = stable & (single_masks.flatten(2) > 0).any(-1)
         out_masks = torch.where(stable[..., None, None], single_masks, best_masks)
         out_iou = torch.where(stable, single_iou, best_iou)
         return out_masks, out_iou
