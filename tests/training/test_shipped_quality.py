@@ -11,6 +11,7 @@ import pytest
 
 from napari_sam2.model import load_model
 from napari_sam2.training.evaluate import IMAGE_SEQUENCES, click_and_box_iou, propagation_jf
+from napari_sam2.training.evaluate_cases import drift_jf, small_click_iou, zstack_quality
 
 # The weights ship in the package: a checkout without them fails here (it never skips).
 
@@ -74,3 +75,31 @@ def test_no_object_is_lost_behind_a_good_mean(image_details):
         ious = np.array([d[f"{kind}_iou"] for d in details])
         assert (ious < 0.5).mean() <= 0.05, kind
         assert np.percentile(ious, 5) >= 0.5, kind
+
+
+# The held-out cases of issue 22 (training/evaluate_cases.py), on the first sequences of each
+# set; the benchmark's 12 of each, with intervals: docs/training.md, "The fourth phase".
+
+
+@pytest.fixture(scope="module")
+def z_cases(model):
+    return zstack_quality(model, n_volumes=2)
+
+
+def test_nuclei_end_along_z(z_cases):
+    empty, iou = z_cases
+    assert empty.extra["slices"] > 200 and iou.extra["objects"] >= 20
+    assert empty.value >= Z_EMPTY_BAR
+    assert iou.value >= Z_IOU_BAR
+
+
+def test_nuclei_are_tracked_under_stage_drift(model):
+    result = drift_jf(model, n_sequences=2)
+    assert result.extra["object-frames"] > 200
+    assert result.value >= DRIFT_BAR
+
+
+def test_small_nuclei_are_found_by_one_click(model):
+    result = small_click_iou(model, n_images=2)
+    assert result.extra["objects"] >= 60 and result.extra["empty masks"] == 0
+    assert result.value >= SMALL_BAR
