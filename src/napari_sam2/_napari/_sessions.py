@@ -29,6 +29,15 @@ def image_shape(layer) -> tuple[int, ...]:
     return shape[:-1] if getattr(layer, "rgb", False) else shape
 
 
+def level_shapes(layer) -> list[tuple[int, ...]]:
+    """The non-channel shapes of the levels of a multiscale image layer, finest first ([] for
+    a single-scale layer)."""
+    if not getattr(layer, "multiscale", False):
+        return []
+    cut = -1 if getattr(layer, "rgb", False) else None
+    return [tuple(level.shape[:cut]) for level in layer.data]
+
+
 def intensity_range(layer) -> tuple[float, float] | None:
     """The layer's contrast limits as ``(lo, hi)``, None when they are degenerate."""
     lo, hi = (float(v) for v in layer.contrast_limits)

@@ -534,13 +534,18 @@ class PropagationWrites:
         writes = PropagationWrites(step.obj_ids, known=session.obj_ids, start=start)
         for result in run:
             pastes, again = writes(result)   # [(obj_id, (H, W) bool)], a frame seen before
+
+    ``mask_of(result, obj_id)`` gives what is pasted for an object (default
+    ``result.mask_of``: (H, W) bool) and ``mask_of(result, None)`` what clears one (default
+    an all-False (H, W) array); the plugin passes crops with their place for huge frames.
     """
 
-    def __init__(self, obj_ids=None, *, known=(), start: int | None = None):
+    def __init__(self, obj_ids=None, *, known=(), start: int | None = None, mask_of=None):
         self.obj_ids = None if not obj_ids else frozenset(int(o) for o in obj_ids)
         self.known = frozenset(int(o) for o in known)
         self.start = start
         self.written: dict[int, set[int]] = {}  # frame -> objects written there
+        self.mask_of = _frame_mask if mask_of is None else mask_of
 
     def __call__(self, result: FrameResult) -> tuple[list[tuple[int, np.ndarray]], bool]:
         wanted = [o for o in result.obj_ids
@@ -548,11 +553,18 @@ class PropagationWrites:
         again = result.frame in self.written and result.frame != self.start
         pastes: list[tuple[int, np.ndarray]] = []
         if again:
-            empty = np.zeros(result.masks.shape[-2:], bool)
+            empty = self.mask_of(result, None)
             pastes = [(o, empty) for o in sorted(self.written[result.frame] - set(wanted))]
-        pastes += [(o, result.mask_of(o)) for o in wanted]
+        pastes += [(o, self.mask_of(result, o)) for o in wanted]
         self.written[result.frame] = set(wanted)
         return pastes, again
+
+
+def _frame_mask(result: FrameResult, obj_id: int | None) -> np.ndarray:
+    """``obj_id``'s (H, W) bool mask in ``result`` (None: an empty one)."""
+    if obj_id is not None:
+        return result.mask_of(obj_id)
+    return np.zeros(result.frame_shape or result.masks.shape[-2:], bool)
 
 
 def propagate_start(session, step: PropagateStep) -> int:

@@ -38,6 +38,7 @@ from napari_sam2.io._axes import (
     make_meta,
     plain_json,
 )
+from napari_sam2.io._chunks import is_zarr, lazy_labels, stored_regions
 from napari_sam2.io._zarr_store import (
     NGFF_VERSION,
     PROVENANCE_KEY,
@@ -127,7 +128,8 @@ def write_labels_zarr(
             napari-sam2 holding only its own files (nothing written).
         OSError: the write failed (disk full...); the previous store is intact.
     """
-    arr = check_labels_array(labels)
+    lazy = lazy_labels(labels)  # zarr or dask: streamed block by block, never read whole
+    arr = check_labels_array(labels) if lazy is None else lazy
     meta = make_meta(
         arr, scale=scale, translate=translate, name=name, axis_labels=axis_labels,
         units=units, provenance=provenance,
@@ -153,10 +155,8 @@ def write_labels_zarr(
         )
         # one chunk per assignment: nothing is left writing in the background when a write
         # fails (the temporary store can then be removed completely)
-        for block in itertools.product(*(
-            [slice(i, i + c) for i in range(0, n, c)] for n, c in zip(arr.shape, data.chunks)
-        )):
-            data[block] = arr[block]
+        for block in _blocks_to_copy(arr, data.chunks):
+            data[block] = np.asarray(arr[block])
 
     def verify(tmp: Path) -> None:
         import zarr
@@ -165,13 +165,31 @@ def write_labels_zarr(
         last = (-1,) * (arr.ndim - 2)
         back_attrs = load_json(tmp / "zarr.json").get("attributes")
         if back.shape != arr.shape or back.dtype != arr.dtype or \
-                not np.array_equal(back[last], arr[last]) or \
+                not _same_last_plane(back, arr, last) or \
                 json_text(back_attrs, "attributes") != json_text(attrs, "attributes"):
             raise OSError(f"the store written to {tmp} does not read back as written")
 
     atomic_dir(target, write, verify)
     register_in_image(target)
     return str(target)
+
+
+def _blocks_to_copy(arr, chunks):
+    """The blocks of ``arr`` to write into an array cut at ``chunks`` (all zeros at first):
+    every block, or for a zarr source only those of its stored chunks (the rest is 0)."""
+    if is_zarr(arr) and tuple(arr.chunks) == tuple(chunks):
+        return [tuple(slice(k, k + 1) if isinstance(k, int) else k for k in region)
+                for region in stored_regions(arr)]
+    return itertools.product(*(
+        [slice(i, i + c) for i in range(0, n, c)] for n, c in zip(arr.shape, chunks)))
+
+
+def _same_last_plane(back, arr, last) -> bool:
+    """Whether the last plane reads back as written (for a zarr source: its stored chunks)."""
+    if not is_zarr(arr):
+        return bool(np.array_equal(back[last], np.asarray(arr[last])))
+    lead = tuple(n - 1 for n in arr.shape[:-2])
+    return all(np.array_equal(back[r], arr[r]) for r in stored_regions(arr, lead))
 
 
 def find_label_image(path) -> Path | None:
