@@ -217,9 +217,18 @@ def _widget_run(make_napari_viewer, model, qtbot, tmp_path, size, n_frames):
     c.select_object(2)
     _click(c, qtbot, field, other)
     assert _cell_iou(labels, field, 0, other, 2) > 0.7
+    c.select_object(3)  # a box
+    third = field.n_cells // 4
+    (r0, c0, r1, c1), _ = field.cell_mask(0, third)
+    c.prompts.boxes.add_rectangles(np.array([[0, r0, c0], [0, r0, c1], [0, r1, c1], [0, r1, c0]],
+                                            float))
+    wait_idle(qtbot, c)
+    assert _cell_iou(labels, field, 0, third, 3) > 0.7
     c.select_object(1)
     tracemalloc.start()
     _click(c, qtbot, field, k)
+    assert _cell_iou(labels, field, 0, k, 1) > 0.8
+    _click(c, qtbot, field, k)  # a second click on it: a correction, pasted over the first
     assert _cell_iou(labels, field, 0, k, 1) > 0.8
     c.propagate("forward", obj_ids=[1])
     wait_idle(qtbot, c)
@@ -233,6 +242,7 @@ def _widget_run(make_napari_viewer, model, qtbot, tmp_path, size, n_frames):
     for t in range(1, n_frames):
         assert _cell_iou(labels, field, t, k, 1) > 0.7, t
     assert (labels[0, 10:20, 10:30] == 77).all() and _cell_iou(labels, field, 0, other, 2) > 0.7
+    assert _cell_iou(labels, field, 0, third, 3) > 0.7
     shown = np.asarray(layer.data[1][0])  # the coarse level napari shows follows level 0
     assert shown.shape == (size // 8, size // 8) and np.array_equal(
         shown, np.asarray(labels[0, ::8, ::8]))
@@ -308,3 +318,26 @@ def test_long_stack_gets_single_scale_chunked_labels_napari_paints(
     c.undo()
     assert not (np.asarray(layer.data[0]) == 1).any()
     assert np.array_equal(np.asarray(layer.data[0]) == 40, painted)
+
+
+def test_whole_frame_actions_are_refused_on_huge_frames(make_napari_viewer, demo_model, qtbot):
+    """What needs whole-frame masks says so in one line and writes nothing: a click with the
+    window setting on "whole frame", painted masks as prompts, divisions, track export."""
+    from tests.napari.conftest import wait_idle
+
+    viewer, c, field = _huge_viewer(make_napari_viewer, demo_model, qtbot, 20000, 2)
+    said = []
+    c.status.connect(said.append)
+    c.set_window(None)
+    assert not c.default_detect_divisions()
+    _click(c, qtbot, field, 1)
+    wait_idle(qtbot, c)
+    assert "whole-frame masks" in said[-1] and "20000 x 20000" in said[-1]
+    assert c.labels_layer.data[0].nchunks_initialized == 0
+    for action in (c.mask_as_prompt, c.mark_division,
+                   lambda: c.propagate("forward", divisions=True),
+                   lambda: c.export_tracks("unused.csv")):
+        said.clear()
+        action()
+        assert "whole-frame masks" in said[-1], action
+    assert c.labels_layer.data[0].nchunks_initialized == 0

@@ -78,12 +78,9 @@ def label_box(data, key: tuple, label: int) -> Box | None:
 def label_planes(data, label: int) -> list[tuple]:
     """Plane keys (ints for the non-spatial axes, then two full slices) where ``label`` is."""
     plane = (slice(None), slice(None))
-    if not is_chunked(data):
-        arr = np.asarray(data)
-        present = (arr == int(label)).any(axis=(-2, -1))
-        if arr.ndim == 2:
-            return [plane] if present else []
-        return [tuple(int(i) for i in idx) + plane for idx in np.argwhere(present)]
+    if not is_chunked(data):  # plane by plane: any array-like (numpy, a plane store)
+        return [tuple(int(i) for i in lead) + plane for lead in np.ndindex(*data.shape[:-2])
+                if (np.asarray(data[tuple(lead) + plane]) == int(label)).any()]
     leads = {region[:-2] for region in stored_regions(data)
              if (np.asarray(data[region]) == int(label)).any()}
     return [tuple(int(i) for i in lead) + plane for lead in sorted(leads)]
@@ -184,3 +181,16 @@ def new_labels(shape, level_shapes=()) -> object:
         return np.zeros(shape, np.int32)
     level0 = chunked_labels(shape)
     return labels_levels(level0, level_shapes) if len(level_shapes) > 1 else level0
+
+
+def whole_frame_refusal(frame_shape, what: str) -> str | None:
+    """Why ``what`` (an action that needs whole-frame masks) is refused on frames of
+    ``frame_shape`` (H, W), or None when they are small enough (an int32 frame within
+    ``LABELS_IN_MEMORY_BYTES``)."""
+    if not needs_chunked(tuple(frame_shape)[-2:]):
+        return None
+    h, w = (int(v) for v in tuple(frame_shape)[-2:])
+    gib = h * w * 4 / 2**30
+    return (f"{what} needs whole-frame masks, and a frame of this image is {h} x {w} "
+            f"({gib:.1f} GiB as int32 labels): not available on frames this large; click "
+            "objects with a window (auto or pixels) and propagate them instead")

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 from psygnal import Signal
 
-from napari_sam2._napari._big_labels import labels_array, new_labels
+from napari_sam2._napari._big_labels import labels_array, new_labels, whole_frame_refusal
 from napari_sam2._napari._clicks import Segmenter
 from napari_sam2._napari._everything import Everything
 from napari_sam2._napari._division import Divider, DivisionMark
@@ -582,7 +582,7 @@ class Sam2Controller:
         ``obj_ids`` None: the current object; ``"all"``: every label on the frame (e.g. from
         Cellpose). The painted masks stay as they are; later propagation starts from them.
         """
-        if not self._check_ready(create_labels=False):
+        if not self._check_ready(create_labels=False) or self._huge("using painted masks"):
             return
         if self.labels_layer is None or self.labels_layer not in self.viewer.layers:
             self._error("no Labels layer to take masks from: pick the Labels layer with the "
@@ -618,7 +618,8 @@ class Sam2Controller:
         the view goes back to the frame it started from. ``divisions``: find cell divisions
         going forward (``engine.division.DivisionRule``'s defaults; the widget's default is
         ``default_detect_divisions()``)."""
-        if not self._check_ready(create_labels=False):
+        if not self._check_ready(create_labels=False) or \
+                (divisions and self._huge("finding divisions")):
             return False
         self.cancel_division()
         ref, start = self.current_ref(), self.current_frame()
@@ -655,7 +656,8 @@ class Sam2Controller:
         new ids above the existing ones, unless ``replace``); ``track``: then propagate the
         new objects (``propagate``: ``direction``, ``frame_range``, ``stop_after_absent``).
         Returns whether a job was queued."""
-        if not self._check_ready() or not self._plane_shown():
+        if not self._check_ready() or not self._plane_shown() \
+                or self._huge("segmenting everything"):
             return False
         ref, frame = self.current_ref(), self.current_frame()
 
@@ -762,14 +764,15 @@ class Sam2Controller:
     def default_detect_divisions(self) -> bool:
         """Find divisions automatically by default, except along z (objects do not divide
         in a volume): the stack axis's name is read as ``default_stop_after_absent`` does."""
-        return self.stack_axis is not None and self.default_stop_after_absent() is None
+        return self.stack_axis is not None and self.default_stop_after_absent() is None \
+            and whole_frame_refusal(image_shape(self.image_layer), "") is None
 
     def mark_division(self) -> bool:
         """Start marking a division of the current object on the shown frame: the next two
         clicks there are the daughters (new objects). Refused (one line) without a stack, a
         model, or while a job runs."""
         self.cancel_division()
-        if not self._check_ready():
+        if not self._check_ready() or self._huge("dividing a cell"):
             return False
         if self.stack_axis is None:
             self._error("divisions need a stack (2D+t or 3D+t): this image has one frame")
@@ -837,6 +840,14 @@ class Sam2Controller:
                 break
             obj += 1
         return obj
+
+    def _huge(self, what: str) -> bool:
+        """Refuse (one line, True) ``what`` when it needs whole frames of a huge image."""
+        why = None if self.image_layer is None else \
+            whole_frame_refusal(image_shape(self.image_layer), what)
+        if why is not None:
+            self._error(why)
+        return why is not None
 
     def _session(self, create: bool = False):
         if self.image_layer is None or self.stack_axis is None:
@@ -942,6 +953,8 @@ class Sam2Controller:
 
         if self.jobs.busy:
             self._error("wait for the running job (or cancel it) before exporting tracks")
+            return None
+        if self._huge("exporting tracks"):
             return None
         labels = self.stack_labels()
         if labels is None:
