@@ -81,6 +81,7 @@ def main(argv=None) -> int:
     warm = ImagePredictor(model)  # the first model call pays one-off costs: not measured
     warm.set_image(np.zeros((64, 64), np.uint16))
     warm.predict(points=[[32, 32]], labels=[1])
+    da.zeros(2).sum().compute()  # and dask's first compute imports its scheduler (0.2 s)
     app = QApplication.instance() or QApplication([])
     viewer = ViewerModel()
     normal = LargeFieldTimelapse(shape=(2048, 2048), n_frames=n, seed=1)

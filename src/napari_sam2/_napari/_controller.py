@@ -763,8 +763,10 @@ class Sam2Controller:
     # ------------------------------------------------------------------ divisions and tracks
     def default_detect_divisions(self) -> bool:
         """Find divisions automatically by default, except along z (objects do not divide
-        in a volume): the stack axis's name is read as ``default_stop_after_absent`` does."""
+        in a volume; the stack axis's name is read as ``default_stop_after_absent`` does) and
+        on frames too large for whole-frame masks (``_big_labels.whole_frame_refusal``)."""
         return self.stack_axis is not None and self.default_stop_after_absent() is None \
+            and self.image_layer is not None \
             and whole_frame_refusal(image_shape(self.image_layer), "") is None
 
     def mark_division(self) -> bool:
