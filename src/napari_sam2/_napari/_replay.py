@@ -115,7 +115,8 @@ def replay_labels(record: SessionRecord, session, labels, *, ref: StackRef | Non
             run = PropagationWrites(step.obj_ids, known=known,
                                     start=propagate_start(session, step), mask_of=placed_of)
         for result in record.run_step(session, index):
-            pastes = record.writes(index, result) if run is None else run(result)[0]
+            pastes = record.writes(index, result, placed_of) if run is None \
+                else run(result)[0]
             for obj, mask in pastes:
                 writer.paste(group, ref.plane_key(result.frame), obj, mask)
             if on_frame is not None:
