@@ -159,7 +159,7 @@ def _indexed_shape(shape, key):
     return tuple(len(range(*k.indices(n))) for k, n in zip(key, shape) if isinstance(k, slice))
 
 
-def _huge_viewer(make_napari_viewer, model, qtbot, size, n_frames):
+def _huge_viewer(make_napari_viewer, model, qtbot, size, n_frames, labels=True):
     import dask.array as da
 
     from napari_sam2.data import LargeFieldTimelapse
@@ -173,7 +173,8 @@ def _huge_viewer(make_napari_viewer, model, qtbot, size, n_frames):
     c = widget.controller
     c.set_model(model, "sam2_demo")
     c.set_window("auto")
-    c.set_labels_layer(None)
+    if labels:
+        c.set_labels_layer(None)
     c.go_to_frame(0)
     qtbot.waitUntil(lambda: not c.prefetcher.busy, timeout=60_000)
     return viewer, c, field
@@ -266,7 +267,29 @@ def _widget_run(make_napari_viewer, model, qtbot, tmp_path, size, n_frames):
     assert np.array_equal(back[region], labels[region]) and (back[region] == 1).any()
     assert np.array_equal(back[0, 10:20, 10:30], labels[0, 10:20, 10:30])
     assert back.nchunks_initialized == labels.nchunks_initialized
+    # reopening with the image in a new viewer: the saved labels come back chunked (only the
+    # stored chunks are read, into memory), multiscale, and their session is rebuilt
+    written = [(key, np.asarray(labels[key]))
+               for key in (region, (0, slice(10, 20), slice(10, 30)))]
+    viewer, c, _ = _huge_viewer(make_napari_viewer, model, qtbot, size, n_frames, labels=False)
+    tracemalloc.start()
+    opened = [la for la in viewer.open(str(saved[0]), plugin="napari-sam2")
+              if la._type_string == "labels"][0]
+    qtbot.waitUntil(lambda: c.restored is not None and not c.restoring, timeout=60_000)
     wait_idle(qtbot, c)
+    reopen_peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert reopen_peak < frame_int32 / 4, reopen_peak
+    assert opened.multiscale and isinstance(opened.data[0], zarr.Array)
+    assert opened.data[0].store is not labels.store and c.labels_layer == opened
+    for key, values in written:
+        assert np.array_equal(opened.data[0][key], values)
+    assert {1, 3} <= c.objects and 2 not in c.objects
+    assert c.painter.planes_with(1)  # SAM owns its pixels again: corrections replace them
+    c.select_object(1)
+    _click(c, qtbot, field, k)
+    assert _cell_iou(opened.data[0], field, 0, k, 1) > 0.8
+    print(f"reopened and rebuilt: tracemalloc peak {reopen_peak / 2**20:.1f} MiB")
     return peak
 
 

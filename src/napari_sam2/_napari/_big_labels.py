@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from napari_sam2._napari._placed import Box, bool_box, shift, union
-from napari_sam2.io._chunks import is_zarr, stored_regions
+from napari_sam2.io._chunks import is_zarr, memory_labels, stored_regions
 
 #: Labels larger than this (bytes, int32) are made chunked: 512 MiB, e.g. one 11585 px plane,
 #: or 2048 x 2048 x 32 frames. Smaller labels are a numpy array, as always.
@@ -38,13 +38,9 @@ def needs_chunked(shape, dtype=np.int32) -> bool:
 
 def chunked_labels(shape, dtype=np.int32):
     """An all-zero zarr array of ``shape`` in memory, storing only the chunks written."""
-    import zarr
-    from zarr.storage import MemoryStore
-
     shape = tuple(int(s) for s in shape)
     chunks = (1,) * (len(shape) - 2) + tuple(min(s, CHUNK) for s in shape[-2:])
-    return zarr.create_array(store=MemoryStore(), shape=shape, chunks=chunks, dtype=dtype,
-                             fill_value=0, config={"write_empty_chunks": False})
+    return memory_labels(shape, chunks, dtype)
 
 
 def is_chunked(data) -> bool:
@@ -171,6 +167,19 @@ class CoarseLevel:
 def labels_levels(level0, level_shapes) -> list:
     """Level 0 and a ``CoarseLevel`` per coarser image level (the labels' shape there)."""
     return [level0] + [CoarseLevel(level0, s) for s in level_shapes[1:]]
+
+
+def display_levels(labels) -> list | None:
+    """Levels for showing opened chunked labels whose planes are too large to draw whole
+    (an int32 plane over ``LABELS_IN_MEMORY_BYTES``): level 0 and views 4, 16, 64... times
+    coarser down to 2048 px or less; None for anything else (shown as it is)."""
+    if not is_chunked(labels) or not needs_chunked(labels.shape[-2:]):
+        return None
+    shapes, f = [tuple(labels.shape)], 4
+    while max(shapes[-1][-2:]) > 2048:
+        shapes.append(tuple(labels.shape[:-2]) + tuple(-(-s // f) for s in labels.shape[-2:]))
+        f *= 4
+    return labels_levels(labels, shapes)
 
 
 def new_labels(shape, level_shapes=()) -> object:

@@ -4,6 +4,8 @@
 * ``stored_regions(zarr_array, lead)``: the regions of the chunks a zarr array has in its
   store: the only places a fill-0 labels array can hold a label.
 * ``lazy_labels(labels)``: ``check_labels_array``'s checks without reading the data.
+* ``memory_labels(shape, chunks)`` / ``copy_stored_chunks(array)``: a zarr array in memory
+  that stores only the chunks written (empty, or a copy of another zarr array's stored chunks).
 """
 
 from __future__ import annotations
@@ -64,3 +66,22 @@ def lazy_labels(labels):
         raise ValueError(f"labels must have 2 to 5 non-empty dimensions (..., y, x), got "
                          f"shape {shape}")
     return labels
+
+
+def memory_labels(shape, chunks, dtype=np.int32):
+    """An all-zero zarr array in memory that stores only the chunks written (an all-zero
+    chunk is not stored), zstd-compressed."""
+    import zarr
+    from zarr.storage import MemoryStore
+
+    return zarr.create_array(store=MemoryStore(), shape=tuple(int(s) for s in shape),
+                             chunks=tuple(int(c) for c in chunks), dtype=dtype, fill_value=0,
+                             config={"write_empty_chunks": False})
+
+
+def copy_stored_chunks(array):
+    """A ``memory_labels`` copy of a zarr array: only the chunks its store holds are read."""
+    out = memory_labels(array.shape, array.chunks, array.dtype)
+    for region in stored_regions(array):
+        out[region] = array[region]
+    return out

@@ -38,7 +38,7 @@ from napari_sam2.io._axes import (
     make_meta,
     plain_json,
 )
-from napari_sam2.io._chunks import is_zarr, lazy_labels, stored_regions
+from napari_sam2.io._chunks import copy_stored_chunks, is_zarr, lazy_labels, stored_regions
 from napari_sam2.io._zarr_store import (
     NGFF_VERSION,
     PROVENANCE_KEY,
@@ -239,7 +239,7 @@ def _parse_group(where: Path, attrs: dict):
     return ds_path, scale, translate, axes, units, record, colors, name
 
 
-def _read_array(where: Path, ds_path: str) -> np.ndarray:
+def _read_array(where: Path, ds_path: str, lazy_above: int | None = None):
     import zarr
 
     array_dir = where / ds_path
@@ -264,6 +264,8 @@ def _read_array(where: Path, ds_path: str) -> np.ndarray:
             f"{where} has {array.ndim} dimensions (shape {array.shape}); labels have 2 to 5 "
             "(..., y, x)")
     try:
+        if lazy_above is not None and array.nbytes > lazy_above:
+            return copy_stored_chunks(array)  # in memory, compressed, chunk by chunk
         return np.asarray(array[...])
     except MemoryError:
         raise
@@ -272,12 +274,19 @@ def _read_array(where: Path, ds_path: str) -> np.ndarray:
                               f"({type(exc).__name__}: {exc})") from None
 
 
-def read_labels_zarr(path) -> tuple[np.ndarray, LabelsMeta, dict[int, tuple[int, ...]]]:
+def read_labels_zarr(path, *, lazy_above: int | None = None
+                     ) -> tuple[np.ndarray, LabelsMeta, dict[int, tuple[int, ...]]]:
     """Read a label image written by :func:`write_labels_zarr` (or any NGFF 0.5 labels).
 
+    Args:
+        lazy_above: labels larger than this (bytes) are not read into one numpy array but
+            copied, chunk by chunk and only the chunks the store holds, into a zarr array in
+            memory (``_chunks.copy_stored_chunks``; the file is never written through it).
+
     Returns:
-        ``(labels, meta, colors)``: the full-resolution array as numpy, a ``LabelsMeta`` with
-        the axes, scale, translate, name and provenance, and the ``image-label`` colours.
+        ``(labels, meta, colors)``: the full-resolution array as numpy (or that zarr array),
+        a ``LabelsMeta`` with the axes, scale, translate, name and provenance, and the
+        ``image-label`` colours.
 
     Raises:
         FileNotFoundError: nothing at ``path``.
@@ -288,7 +297,7 @@ def read_labels_zarr(path) -> tuple[np.ndarray, LabelsMeta, dict[int, tuple[int,
     where = locate_label_image(Path(path))
     attrs = load_json(where / "zarr.json").get("attributes") or {}
     ds_path, scale, translate, axes, units, record, colors, name = _parse_group(where, attrs)
-    labels = _read_array(where, ds_path)
+    labels = _read_array(where, ds_path, lazy_above)
     ndim = labels.ndim
     scale = scale or (1.0,) * ndim
     translate = translate or (0.0,) * ndim
