@@ -105,6 +105,8 @@ def test_chunked_helpers_read_stored_chunks_like_numpy():
     assert np.array_equal(level[1], plain[1, ::4, ::4])
     assert np.array_equal(level[:, 250:520, 740:760], plain[:, 1000:2080:4, 2960:3040:4])
     assert np.array_equal(np.asarray(level), plain[:, ::4, ::4])
+    assert np.array_equal(level[1, 240:520:3, 700:1500:2],
+                          plain[1, ::4, ::4][240:520:3, 700:1500:2])
 
 
 def test_ome_zarr_save_streams_chunked_labels(tmp_path):

@@ -156,11 +156,12 @@ class CoarseLevel:
         """(level-0 slice in the chunk, slice of ``out``) for the coarse indices ``wanted``
         (step 1 or more) whose level-0 pixel ``i f`` falls in the chunk."""
         lo, hi = region[axis].start, region[axis].stop
-        picks = [j for j, i in enumerate(wanted) if lo <= i * f < hi]
-        if not picks:
-            return None, None
-        j0, j1 = picks[0], picks[-1]
+        first, last = -(-lo // f), (hi - 1) // f  # coarse indices whose pixel is in the chunk
         step = wanted.step
+        j0 = max(0, -(-(first - wanted.start) // step))
+        j1 = min(len(wanted) - 1, (last - wanted.start) // step)
+        if j1 < j0:
+            return None, None
         return slice(wanted[j0] * f, wanted[j1] * f + 1, step * f), slice(j0, j1 + 1)
 
 

@@ -1,4 +1,4 @@
-"""Writing SAM masks into a labels array (numpy only), without destroying anyone's work.
+"""Writing SAM masks into a labels array (numpy or zarr), without destroying anyone's work.
 
 Rules (issue 4): SAM writes only the pixels of the object being segmented, on the frames being
 segmented. Other objects' pixels and the user's manual edits are never overwritten (unless
@@ -14,6 +14,12 @@ To tell SAM's own earlier output from the user's painting, :class:`SamPainter` r
 Each call returns a :class:`PlaneEdit` (flat indices, old and new values); edits are grouped
 into undo steps by :class:`UndoStack`. Undo restores a pixel only while it still holds the
 value SAM wrote, so edits made after the SAM write survive an undo too.
+
+Huge frames (issue 19): a mask may be a ``PlacedMask`` (a crop and its place); then only the
+box holding it and the pixels SAM owned before is read and written (and, with overwrite, the
+label's other pixels: ``_big_labels.label_box`` finds them in a chunked array's stored
+chunks). Pixels outside that box are untouched by the rules above, so the result is the same
+as pasting the whole-frame mask; ownership is kept over each label's own box (``Owned``).
 """
 
 from __future__ import annotations
