@@ -43,8 +43,11 @@ def test_thresholds_and_new_labels():
     assert needs_chunked((LABELS_IN_MEMORY_BYTES // 4 + 1,))
     small = new_labels((4, 64, 64))
     assert isinstance(small, np.ndarray) and small.dtype == np.int32 and not small.any()
-    huge = new_labels((3, 20000, 20000))
-    assert isinstance(huge, zarr.Array) and huge.chunks == (1, 1024, 1024)
+    stack = new_labels((40, 2048, 2048))  # 640 MiB, planes of normal size: single-scale
+    assert isinstance(stack, zarr.Array) and stack.chunks == (1, 1024, 1024)
+    huge = new_labels((3, 20000, 20000))  # planes too large to draw whole: display levels
+    assert isinstance(huge[0], zarr.Array) and huge[0].chunks == (1, 1024, 1024)
+    assert [level.shape for level in huge[1:]] == [(3, 5000, 5000), (3, 1250, 1250)]
     levels = new_labels((3, 20000, 20000), [(3, 20000, 20000), (3, 5000, 5000)])
     assert levels[0].shape == (3, 20000, 20000) and isinstance(levels[1], CoarseLevel)
     assert levels[1].shape == (3, 5000, 5000)

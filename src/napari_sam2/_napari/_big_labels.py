@@ -185,12 +185,16 @@ def display_levels(labels) -> list | None:
 
 def new_labels(shape, level_shapes=()) -> object:
     """What the widget gives its new Labels layer for an image of non-channel ``shape``:
-    a numpy array when small, else chunked (with levels when ``level_shapes`` has more than
-    one: the image's own levels' non-channel shapes, finest first)."""
+    a numpy array when small, else chunked: with levels when ``level_shapes`` has more than
+    one (the image's own levels' non-channel shapes, finest first), or ``display_levels``
+    when one plane is too large to draw whole (a single-scale huge image)."""
     if not needs_chunked(shape):
         return np.zeros(shape, np.int32)
     level0 = chunked_labels(shape)
-    return labels_levels(level0, level_shapes) if len(level_shapes) > 1 else level0
+    if len(level_shapes) > 1:
+        return labels_levels(level0, level_shapes)
+    levels = display_levels(level0)
+    return level0 if levels is None else levels
 
 
 def whole_frame_refusal(frame_shape, what: str) -> str | None:
