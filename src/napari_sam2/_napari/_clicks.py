@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from napari_sam2._napari._big_labels import labels_array
 from napari_sam2._napari._layers import LabelsWriter, UndoGroup
 from napari_sam2._napari._messages import Feedback
+from napari_sam2._napari._placed import PlacedMask
 from napari_sam2._napari._sessions import SessionStore
 from napari_sam2._napari._stack import StackRef
 from napari_sam2._napari._workers import JobQueue
@@ -77,9 +79,9 @@ class Segmenter:
                                 f"object {obj_id} on frame {frame} was not written")
             return
         if result is not None and obj_id in result.obj_ids:
-            mask = result.mask_of(obj_id)
+            mask = PlacedMask.from_result(result, obj_id)  # its window only (issue 19)
         else:
-            mask = np.zeros(target.data.shape[-2:], bool)
+            mask = PlacedMask.empty(labels_array(target).shape[-2:])
         group = UndoGroup(f"segment object {obj_id} on frame {frame}", target=target)
         self.writer.paste(group, ref.plane_key(frame), obj_id, mask)
         self.writer.undo_stack.push(group)

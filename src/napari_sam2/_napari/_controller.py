@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 from psygnal import Signal
 
+from napari_sam2._napari._big_labels import labels_array, new_labels, whole_frame_refusal
 from napari_sam2._napari._clicks import Segmenter
 from napari_sam2._napari._everything import Everything
 from napari_sam2._napari._division import Divider, DivisionMark
@@ -44,7 +45,7 @@ from napari_sam2._napari._prefetch import Prefetcher
 from napari_sam2._napari._prompts import PromptLayers
 from napari_sam2._napari._recorder import RECORDS_KEY
 from napari_sam2._napari._restore import rebuild, restorable, restore
-from napari_sam2._napari._sessions import SessionStore, image_shape
+from napari_sam2._napari._sessions import SessionStore, image_shape, level_shapes
 from napari_sam2._napari._stack import StackRef, check_ndim, non_spatial_axes, stack_ref
 from napari_sam2._napari._tracking import Tracker
 from napari_sam2._napari._tracks import (
@@ -334,8 +335,9 @@ class Sam2Controller:
         shape = image_shape(self.image_layer)
         if layer is None:
             name = f"{self.image_layer.name} SAM labels"
+            data = new_labels(shape, level_shapes(self.image_layer))  # chunked when huge
             layer = self.viewer.add_labels(
-                np.zeros(shape, np.int32), name=name,
+                data, name=name, multiscale=isinstance(data, list),
                 scale=tuple(self.image_layer.scale)[-len(shape):],
                 translate=tuple(self.image_layer.translate)[-len(shape):],
             )
@@ -580,14 +582,14 @@ class Sam2Controller:
         ``obj_ids`` None: the current object; ``"all"``: every label on the frame (e.g. from
         Cellpose). The painted masks stay as they are; later propagation starts from them.
         """
-        if not self._check_ready(create_labels=False):
+        if not self._check_ready(create_labels=False) or self._huge("using painted masks"):
             return
         if self.labels_layer is None or self.labels_layer not in self.viewer.layers:
             self._error("no Labels layer to take masks from: pick the Labels layer with the "
                         "painted objects (or paint into a new one) first")
             return
         ref, frame = self.current_ref(), self.current_frame()
-        plane = np.array(self.labels_layer.data[ref.plane_key(frame)])
+        plane = np.array(labels_array(self.labels_layer)[ref.plane_key(frame)])
         if obj_ids == "all":
             ids = labels_on_plane(plane)
         else:
@@ -616,7 +618,8 @@ class Sam2Controller:
         the view goes back to the frame it started from. ``divisions``: find cell divisions
         going forward (``engine.division.DivisionRule``'s defaults; the widget's default is
         ``default_detect_divisions()``)."""
-        if not self._check_ready(create_labels=False):
+        if not self._check_ready(create_labels=False) or \
+                (divisions and self._huge("finding divisions")):
             return False
         self.cancel_division()
         ref, start = self.current_ref(), self.current_frame()
@@ -626,7 +629,7 @@ class Sam2Controller:
 
             # daughters' ids above every label in the layer (painted ones too), not only the
             # session's objects; recorded with the run, so a replay picks the same ids
-            used = self.labels_layer.data if self.labels_layer is not None else ()
+            used = labels_array(self.labels_layer) if self.labels_layer is not None else ()
             rule = DivisionRule(first_id=next_free_label(used, self.objects))
         planned = self.tracker.plan(
             self.image_layer, ref, start=start, n_frames=self.num_frames(), direction=direction,
@@ -653,7 +656,8 @@ class Sam2Controller:
         new ids above the existing ones, unless ``replace``); ``track``: then propagate the
         new objects (``propagate``: ``direction``, ``frame_range``, ``stop_after_absent``).
         Returns whether a job was queued."""
-        if not self._check_ready() or not self._plane_shown():
+        if not self._check_ready() or not self._plane_shown() \
+                or self._huge("segmenting everything"):
             return False
         ref, frame = self.current_ref(), self.current_frame()
 
@@ -669,7 +673,7 @@ class Sam2Controller:
     # ------------------------------------------------------------------ objects
     def new_object(self) -> int:
         if self._ensure_labels():
-            obj = next_free_label(self.labels_layer.data, self.objects)
+            obj = next_free_label(labels_array(self.labels_layer), self.objects)
             for _ in range(64):  # skip ids whose colour would be hard to see on the image
                 if visible_color(self.labels_layer.get_color(obj)):
                     break
@@ -707,7 +711,7 @@ class Sam2Controller:
             self.labels_layer.refresh()
         if self.current_obj in obj_ids:  # clicks go to an object that still exists
             left = sorted(self.objects)
-            data = self.labels_layer.data if self.labels_layer is not None else ()
+            data = labels_array(self.labels_layer) if self.labels_layer is not None else ()
             self.select_object(left[-1] if left else next_free_label(data, obj_ids))
         self.tracks.graph_changed()
         self.tracks.flush(force=True)
@@ -759,15 +763,18 @@ class Sam2Controller:
     # ------------------------------------------------------------------ divisions and tracks
     def default_detect_divisions(self) -> bool:
         """Find divisions automatically by default, except along z (objects do not divide
-        in a volume): the stack axis's name is read as ``default_stop_after_absent`` does."""
-        return self.stack_axis is not None and self.default_stop_after_absent() is None
+        in a volume; the stack axis's name is read as ``default_stop_after_absent`` does) and
+        on frames too large for whole-frame masks (``_big_labels.whole_frame_refusal``)."""
+        return self.stack_axis is not None and self.default_stop_after_absent() is None \
+            and self.image_layer is not None \
+            and whole_frame_refusal(image_shape(self.image_layer), "") is None
 
     def mark_division(self) -> bool:
         """Start marking a division of the current object on the shown frame: the next two
         clicks there are the daughters (new objects). Refused (one line) without a stack, a
         model, or while a job runs."""
         self.cancel_division()
-        if not self._check_ready():
+        if not self._check_ready() or self._huge("dividing a cell"):
             return False
         if self.stack_axis is None:
             self._error("divisions need a stack (2D+t or 3D+t): this image has one frame")
@@ -776,7 +783,7 @@ class Sam2Controller:
             self._error("wait for the running job (or cancel it) before marking a division")
             return False
         parent, ref, frame = self.current_obj, self.current_ref(), self.current_frame()
-        first = self._free_object(next_free_label(self.labels_layer.data, self.objects))
+        first = self._free_object(next_free_label(labels_array(self.labels_layer), self.objects))
         second = self._free_object(first + 1)
         self.division = DivisionMark(parent, frame, ref, (first, second))
         self.prompts.set_object(first)
@@ -835,6 +842,14 @@ class Sam2Controller:
                 break
             obj += 1
         return obj
+
+    def _huge(self, what: str) -> bool:
+        """Refuse (one line, True) ``what`` when it needs whole frames of a huge image."""
+        why = None if self.image_layer is None else \
+            whole_frame_refusal(image_shape(self.image_layer), what)
+        if why is not None:
+            self._error(why)
+        return why is not None
 
     def _session(self, create: bool = False):
         if self.image_layer is None or self.stack_axis is None:
@@ -930,7 +945,7 @@ class Sam2Controller:
             return None
         key = list(self.current_ref().plane_key(0))
         key[self.stack_axis] = slice(None)
-        return np.asarray(self.labels_layer.data[tuple(key)])
+        return np.asarray(labels_array(self.labels_layer)[tuple(key)])
 
     def export_tracks(self, path, kind: str | None = None) -> str | None:
         """Export the current stack's tracks and lineage (``_export.export_tracks``: a CTC
@@ -940,6 +955,8 @@ class Sam2Controller:
 
         if self.jobs.busy:
             self._error("wait for the running job (or cancel it) before exporting tracks")
+            return None
+        if self._huge("exporting tracks"):
             return None
         labels = self.stack_labels()
         if labels is None:

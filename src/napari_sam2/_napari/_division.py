@@ -19,10 +19,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import numpy as np
-
-from napari_sam2._napari._layers import LabelsWriter, UndoGroup
+from napari_sam2._napari._big_labels import labels_array
+from napari_sam2._napari._layers import LabelsWriter, UndoGroup, _plane_id, label_planes
 from napari_sam2._napari._messages import Feedback
+from napari_sam2._napari._placed import PlacedMask
 from napari_sam2._napari._sessions import SessionStore
 from napari_sam2._napari._stack import StackRef
 from napari_sam2._napari._workers import JobQueue
@@ -88,13 +88,15 @@ def revert_divisions(session, divided) -> None:
 
 def division_pastes(data, ref: StackRef, parent: int, frame: int, result, daughters):
     """What a division writes into the labels ``data`` (the widget and a replay alike):
-    ``[(plane key, obj_id, (H, W) bool), ...]``: the parent's planes of the stack ``ref`` from
+    ``[(plane key, obj_id, PlacedMask), ...]``: the parent's planes of the stack ``ref`` from
     ``frame`` on cleared (it ends on ``frame - 1``), then each daughter's mask from ``result``
     (the session's ``FrameResult`` of ``frame``)."""
-    empty = np.zeros(data.shape[-2:], bool)
+    empty = PlacedMask.empty(data.shape[-2:])
+    present = {_plane_id(key) for key in label_planes(data, parent)}
     keys = [ref.plane_key(f) for f in range(frame, data.shape[ref.stack_axis])]
-    out = [(key, parent, empty) for key in keys if (np.asarray(data[key]) == parent).any()]
-    return out + [(ref.plane_key(frame), oid, result.mask_of(oid)) for oid in daughters]
+    out = [(key, parent, empty) for key in keys if _plane_id(key) in present]
+    return out + [(ref.plane_key(frame), oid, PlacedMask.from_result(result, oid))
+                  for oid in daughters]
 
 
 @dataclass
@@ -157,7 +159,7 @@ class Divider:
         group = UndoGroup(f"divide object {parent} on frame {frame} into "
                           f"{mark.daughters[0]} and {mark.daughters[1]}", target=target,
                           undone=undone)
-        for key, oid, mask in division_pastes(target.data, ref, parent, frame, result,
+        for key, oid, mask in division_pastes(labels_array(target), ref, parent, frame, result,
                                               mark.daughters):
             self.writer.paste(group, key, oid, mask)
         self.writer.undo_stack.push(group)

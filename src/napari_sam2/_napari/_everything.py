@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from napari_sam2._napari._big_labels import labels_array
 from napari_sam2._napari._layers import LabelsWriter, UndoGroup, labels_on_plane, next_free_label
 from napari_sam2._napari._messages import Feedback
 from napari_sam2._napari._sessions import SessionStore, image_array, intensity_range
@@ -84,9 +85,9 @@ class Everything:
             on_done: called with the new ids after they were written (not when cancelled).
         """
         key = ref.plane_key(frame)
-        plane = np.array(labels.data[key])
+        plane = np.array(labels_array(labels)[key])
         occupied = None if replace else plane > 0
-        first = next_free_label(labels.data, known)
+        first = next_free_label(labels_array(labels), known)
         stop = threading.Event()
         self._stop, self._t0 = stop, time.perf_counter()
         intensity = intensity_range(image)
@@ -135,7 +136,7 @@ class Everything:
             return
         group = UndoGroup(f"segment everything on frame {frame}", target=target)
         if replace:
-            plane = np.array(target.data[key])
+            plane = np.array(labels_array(target)[key])
             for old in labels_on_plane(plane):
                 self.writer.paste(group, key, old, np.zeros(plane.shape, bool), overwrite=True)
         ids = [int(i) for i in result.ids]

@@ -1,4 +1,4 @@
-"""Writing SAM masks into a labels array (numpy only), without destroying anyone's work.
+"""Writing SAM masks into a labels array (numpy or zarr), without destroying anyone's work.
 
 Rules (issue 4): SAM writes only the pixels of the object being segmented, on the frames being
 segmented. Other objects' pixels and the user's manual edits are never overwritten (unless
@@ -14,6 +14,12 @@ To tell SAM's own earlier output from the user's painting, :class:`SamPainter` r
 Each call returns a :class:`PlaneEdit` (flat indices, old and new values); edits are grouped
 into undo steps by :class:`UndoStack`. Undo restores a pixel only while it still holds the
 value SAM wrote, so edits made after the SAM write survive an undo too.
+
+Huge frames (issue 19): a mask may be a ``PlacedMask`` (a crop and its place); then only the
+box holding it and the pixels SAM owned before is read and written (and, with overwrite, the
+label's other pixels: ``_big_labels.label_box`` finds them in a chunked array's stored
+chunks). Pixels outside that box are untouched by the rules above, so the result is the same
+as pasting the whole-frame mask; ownership is kept over each label's own box (``Owned``).
 """
 
 from __future__ import annotations
@@ -23,9 +29,51 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from napari_sam2._napari._big_labels import label_box, labels_array, max_label
+from napari_sam2._napari._big_labels import label_planes as _label_planes
+from napari_sam2._napari._placed import (
+    Box,
+    PlacedMask,
+    bool_box,
+    box_slices,
+    place,
+    shift,
+    union,
+)
+
 
 def _plane_id(key: tuple) -> tuple:
     return tuple(k if isinstance(k, (int, np.integer)) else None for k in key)
+
+
+@dataclass(frozen=True)
+class Owned:
+    """The pixels SAM set to one label on one plane: bit-packed over ``box`` (their bounding
+    box, (top, left, bottom, right)), so a small object of a huge frame costs its box only."""
+
+    box: Box
+    packed: np.ndarray
+
+    def over(self, box: Box) -> np.ndarray:
+        """(bottom - top, right - left) bool: the owned pixels seen through ``box``."""
+        h, w = self.box[2] - self.box[0], self.box[3] - self.box[1]
+        bits = np.unpackbits(self.packed, count=h * w).reshape(h, w).astype(bool)
+        return place(bits, self.box, box, False)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Owned) and self.box == other.box \
+            and bool(np.array_equal(self.packed, other.packed))
+
+    __hash__ = None
+
+
+def _owned_of(mask: np.ndarray, box: Box) -> Owned | None:
+    """``mask`` (lying at ``box``) as ``Owned``, cut to its pixels (None: no pixel)."""
+    tight = bool_box(mask)
+    if tight is None:
+        return None
+    tight = shift(tight, box[0], box[1])
+    return Owned(tight, np.packbits(place(mask, box, tight, False).ravel()))
 
 
 @dataclass
@@ -37,7 +85,7 @@ class PlaneEdit:
     index: np.ndarray
     old: np.ndarray
     new: np.ndarray
-    owned_before: np.ndarray | None  # packed bits, None = nothing owned (restored by undo)
+    owned_before: Owned | None  # None = nothing owned (restored by undo)
 
 
 @dataclass
@@ -54,29 +102,39 @@ class UndoGroup:
     undone: Callable[[], None] | None = None
 
 
+def _sub_key(key: tuple, box: Box) -> tuple:
+    return tuple(key[:-2]) + box_slices(box)
+
+
 class SamPainter:
-    """Pastes masks into one labels array and remembers which pixels SAM owns."""
+    """Pastes masks into one labels array and remembers which pixels SAM owns.
+
+    A mask is an (H, W) bool array or a ``PlacedMask`` (a crop and where it lies). Only the
+    box that holds the new mask and the pixels SAM owned before (with ``overwrite``: also the
+    label's other pixels) is read and written, so a small object of a huge frame costs its
+    box; a whole-frame mask reads and writes the plane, as it always did.
+    """
 
     def __init__(self):
-        self._owned: dict[tuple, np.ndarray] = {}  # (plane id, label) -> packed bits
-        self._shapes: dict[tuple, tuple[int, int]] = {}
+        self._owned: dict[tuple, Owned] = {}  # (plane id, label) -> pixels SAM set
 
     def owned(self, key: tuple, label: int, shape) -> np.ndarray:
         """(H, W) bool: the pixels SAM last set to ``label`` on this plane."""
-        packed = self._owned.get((_plane_id(key), int(label)))
-        if packed is None:
-            return np.zeros(shape, bool)
-        return np.unpackbits(packed, count=int(np.prod(shape))).reshape(shape).astype(bool)
+        found = self._owned.get((_plane_id(key), int(label)))
+        whole = (0, 0, int(shape[0]), int(shape[1]))
+        return np.zeros(shape, bool) if found is None else found.over(whole)
 
-    def _set_owned(self, key: tuple, label: int, mask: np.ndarray | None) -> None:
+    def _set_owned(self, key: tuple, label: int, mask: np.ndarray | None,
+                   box: Box | None = None) -> None:
+        """Own ``mask`` (lying at ``box``; default: the whole plane) for ``label``."""
         pid = (_plane_id(key), int(label))
-        if mask is None or not mask.any():
+        if box is None and mask is not None:
+            box = (0, 0, *mask.shape)
+        owned = None if mask is None else _owned_of(mask, box)
+        if owned is None:
             self._owned.pop(pid, None)
         else:
-            self._owned[pid] = np.packbits(mask.ravel())
-
-    def _packed(self, key: tuple, label: int) -> np.ndarray | None:
-        return self._owned.get((_plane_id(key), int(label)))
+            self._owned[pid] = owned
 
     def planes_with(self, label: int) -> list[tuple]:
         """Plane ids (ints for the non-spatial axes, None for y and x) where SAM set ``label``."""
@@ -87,15 +145,16 @@ class SamPainter:
             del self._owned[pid]
 
     def paste(
-        self, data, key: tuple, label: int, mask: np.ndarray, *, overwrite: bool = False
+        self, data, key: tuple, label: int, mask, *, overwrite: bool = False
     ) -> PlaneEdit | None:
-        """Write ``mask`` (H, W bool) as ``label`` into ``data[key]`` following the rules above.
+        """Write ``mask`` as ``label`` into ``data[key]`` following the rules above.
 
         Args:
             data: the labels array (numpy or zarr; anything supporting ``data[key] = plane``).
             key: index selecting the (H, W) plane (see ``StackRef.plane_key``).
             label: the object's label value (> 0).
-            mask: (H, W) bool, the object's new mask on that plane (may be empty).
+            mask: (H, W) bool, or a ``PlacedMask``: the object's new mask on that plane (may
+                be empty; None is empty).
             overwrite: also take pixels that hold other labels or manual edits.
 
         Returns:
@@ -104,12 +163,21 @@ class SamPainter:
         label = int(label)
         if label <= 0:
             raise ValueError(f"label must be a positive integer, got {label}")
-        plane = np.array(data[key])  # a copy: data[key] may be a view
-        mask = np.asarray(mask, bool)
-        if mask.shape != plane.shape:
-            raise ValueError(f"mask shape {mask.shape} does not match the plane {plane.shape}")
-        before_packed = self._packed(key, label)
-        owned = self.owned(key, label, plane.shape)
+        frame = tuple(int(v) for v in data.shape[-2:])
+        placed = PlacedMask.of(mask, frame)
+        pid = (_plane_id(key), label)
+        before = self._owned.get(pid)
+        if placed.covers_frame:
+            box = (0, 0, *frame)
+        else:
+            box = union(placed.tight_box(), None if before is None else before.box,
+                        label_box(data, key, label) if overwrite else None)
+            if box is None:
+                return None  # nothing on, nothing owned, (overwrite:) no such pixel
+        sub = _sub_key(key, box)
+        plane = np.array(data[sub])  # a copy: data[sub] may be a view
+        mask = placed.over(box)
+        owned = before.over(box) if before is not None else np.zeros(mask.shape, bool)
         is_label = plane == label
         if overwrite:
             write = mask
@@ -120,42 +188,43 @@ class SamPainter:
         new_plane = plane.copy()
         new_plane[remove] = 0
         new_plane[write] = label
-        new_owned = write & (~is_label | owned | overwrite)
-        self._set_owned(key, label, new_owned)
-        changed = np.flatnonzero(new_plane != plane)
-        after_packed = self._packed(key, label)
-        if changed.size == 0 and _same(before_packed, after_packed):
+        self._set_owned(key, label, write & (~is_label | owned | overwrite), box)
+        local = np.flatnonzero(new_plane != plane)
+        after = self._owned.get(pid)
+        if local.size == 0 and before == after:
             return None
-        if changed.size:
-            data[key] = new_plane
+        if local.size:
+            data[sub] = new_plane
+        rows, cols = np.divmod(local, plane.shape[1])
+        changed = np.ravel_multi_index((rows + box[0], cols + box[1]), frame)
         return PlaneEdit(
-            key=key, label=label, index=changed, old=plane.ravel()[changed],
-            new=new_plane.ravel()[changed], owned_before=before_packed,
+            key=key, label=label, index=changed, old=plane.ravel()[local],
+            new=new_plane.ravel()[local], owned_before=before,
         )
 
     def undo(self, data, group: UndoGroup) -> int:
         """Revert a group of edits; returns the number of pixels restored."""
         restored = 0
+        frame = tuple(int(v) for v in data.shape[-2:])
         for edit in reversed(group.edits):
-            plane = np.array(data[edit.key])
-            flat = plane.ravel()
-            still = flat[edit.index] == edit.new
-            flat[edit.index[still]] = edit.old[still]
-            restored += int(still.sum())
-            if still.any():
-                data[edit.key] = plane
+            if edit.index.size:
+                rows, cols = np.unravel_index(edit.index, frame)
+                box = (int(rows.min()), int(cols.min()), int(rows.max()) + 1,
+                       int(cols.max()) + 1)
+                sub = _sub_key(edit.key, box)
+                plane = np.array(data[sub])
+                at = (rows - box[0], cols - box[1])
+                still = plane[at] == edit.new
+                plane[at[0][still], at[1][still]] = edit.old[still]
+                restored += int(still.sum())
+                if still.any():
+                    data[sub] = plane
             pid = (_plane_id(edit.key), edit.label)
             if edit.owned_before is None:
                 self._owned.pop(pid, None)
             else:
                 self._owned[pid] = edit.owned_before
         return restored
-
-
-def _same(a: np.ndarray | None, b: np.ndarray | None) -> bool:
-    if a is None or b is None:
-        return a is b
-    return a.shape == b.shape and bool(np.array_equal(a, b))
 
 
 class UndoStack:
@@ -205,9 +274,10 @@ class LabelsWriter:
         return self.painters.setdefault(id(target), SamPainter())
 
     def paste(self, group: UndoGroup, key: tuple, label: int, mask, *, overwrite=None) -> None:
-        """Paste ``mask`` (H, W) bool as ``label`` on plane ``key`` of ``group.target``."""
+        """Paste ``mask`` ((H, W) bool or ``PlacedMask``) as ``label`` on plane ``key`` of
+        ``group.target`` (its level 0 when multiscale)."""
         edit = self.painter(group.target).paste(
-            group.target.data, key, label, mask,
+            labels_array(group.target), key, label, mask,
             overwrite=self.overwrite if overwrite is None else overwrite,
         )
         if edit is not None:
@@ -216,10 +286,9 @@ class LabelsWriter:
 
     def erase(self, group: UndoGroup, label: int) -> None:
         """Clear every pixel of ``label`` in ``group.target`` (SAM's or painted) into ``group``."""
-        data = group.target.data
-        empty = np.zeros(data.shape[-2:], bool)
+        data = labels_array(group.target)
         for key in label_planes(data, label):
-            self.paste(group, key, label, empty, overwrite=True)
+            self.paste(group, key, label, PlacedMask.empty(data.shape[-2:]), overwrite=True)
         self.painter(group.target).forget_label(label)
 
     def undo(self, exists=lambda target: True) -> tuple[UndoGroup | None, int]:
@@ -227,7 +296,7 @@ class LabelsWriter:
         group = self.undo_stack.pop()
         if group is None or not exists(group.target):
             return None, 0
-        restored = self.painter(group.target).undo(group.target.data, group)
+        restored = self.painter(group.target).undo(labels_array(group.target), group)
         group.target.refresh()
         for key in {_plane_id(edit.key): edit.key for edit in group.edits}.values():
             self._changed(group.target, key)
@@ -237,20 +306,13 @@ class LabelsWriter:
 
 
 def next_free_label(data, used=()) -> int:
-    """1 + the largest label in ``data`` and in ``used``."""
-    arr = np.asarray(data)
-    top = int(arr.max()) if arr.size else 0
-    return max([top, *[int(u) for u in used]]) + 1
+    """1 + the largest label in ``data`` (numpy, zarr: its stored chunks) and in ``used``."""
+    return max([max_label(data), *[int(u) for u in used]]) + 1
 
 
 def label_planes(data, label: int) -> list[tuple]:
     """Plane keys (ints for the non-spatial axes, then two full slices) where ``label`` occurs."""
-    arr = np.asarray(data)
-    present = (arr == int(label)).any(axis=(-2, -1))
-    plane = (slice(None), slice(None))
-    if arr.ndim == 2:
-        return [plane] if present else []
-    return [tuple(int(i) for i in idx) + plane for idx in np.argwhere(present)]
+    return _label_planes(data, label)
 
 
 def labels_on_plane(plane: np.ndarray) -> list[int]:

@@ -56,6 +56,9 @@ def _integer_tiff(path: Path) -> bool:
 
 
 def _layer_data(labels, meta, path) -> list[tuple]:
+    from napari_sam2._napari._big_labels import display_levels
+
+    levels = display_levels(labels)
     kwargs = {
         "name": meta.name,
         "scale": meta.scale,
@@ -66,25 +69,29 @@ def _layer_data(labels, meta, path) -> list[tuple]:
         kwargs["axis_labels"] = meta.axis_labels
     if meta.units:
         kwargs["units"] = tuple("pixel" if u is None else u for u in meta.units)
-    return [(labels, kwargs, "labels"), *_tracks_layer(labels, meta, path)]
+    if levels is not None:
+        kwargs["multiscale"] = True
+    data = labels if levels is None else levels
+    return [(data, kwargs, "labels"), *_tracks_layer(labels, meta, path)]
 
 
 def _tracks_layer(labels, meta, path) -> list[tuple]:
     """The Tracks layer of (T, H, W) labels saved with a lineage (see ``_tracks.py``), named
     as the widget names it, so that the widget updates this layer when it uses the labels."""
+    from napari_sam2._napari._big_labels import plane_centroids
     from napari_sam2._napari._tracks import (
         LINEAGE_KEY,
         TRACKS_SUFFIX,
         lineage_graph,
-        plane_centroids,
         saved_parents,
         tracks_table,
     )
 
     if labels.ndim != 3 or not meta.provenance.get(LINEAGE_KEY):
         return []
+    plane = (slice(None), slice(None))  # chunked labels: their stored chunks only
     table = tracks_table({t: found for t in range(labels.shape[0])
-                          if (found := plane_centroids(labels[t]))})
+                          if (found := plane_centroids(labels, (t, *plane)))})
     if not len(table):
         return []
     parents = saved_parents(meta.provenance, f"the lineage record in {path}")
@@ -95,10 +102,15 @@ def _tracks_layer(labels, meta, path) -> list[tuple]:
 
 
 def read_zarr(path) -> list[tuple]:
+    """Labels above ``_big_labels.LABELS_IN_MEMORY_BYTES`` come back chunked (their stored
+    chunks copied into memory; edits never touch the file), multiscale when a plane is too
+    large to draw whole (issue 19)."""
+    from napari_sam2._napari._big_labels import LABELS_IN_MEMORY_BYTES
     from napari_sam2.io import read_labels_zarr
 
     path = path[0] if isinstance(path, (list, tuple)) else path
-    labels, meta, _colors = read_labels_zarr(str(path).rstrip("/"))
+    labels, meta, _colors = read_labels_zarr(str(path).rstrip("/"),
+                                             lazy_above=LABELS_IN_MEMORY_BYTES)
     return _layer_data(labels, meta, path)
 
 

@@ -23,7 +23,8 @@ from napari_sam2._napari._division import (
     revert_division,
     revert_divisions,
 )
-from napari_sam2._napari._layers import LabelsWriter, UndoGroup
+from napari_sam2._napari._layers import LabelsWriter, UndoGroup, _plane_id, label_planes
+from napari_sam2._napari._placed import PlacedMask, placed_of
 from napari_sam2._napari._stack import StackRef
 from napari_sam2.engine.session_record import (
     ClearStep,
@@ -112,9 +113,10 @@ def replay_labels(record: SessionRecord, session, labels, *, ref: StackRef | Non
         known, run = session.obj_ids, None
         if isinstance(step, PropagateStep):  # frames may come again after a division
             run = PropagationWrites(step.obj_ids, known=known,
-                                    start=propagate_start(session, step))
+                                    start=propagate_start(session, step), mask_of=placed_of)
         for result in record.run_step(session, index):
-            pastes = record.writes(index, result) if run is None else run(result)[0]
+            pastes = record.writes(index, result, placed_of) if run is None \
+                else run(result)[0]
             for obj, mask in pastes:
                 writer.paste(group, ref.plane_key(result.frame), obj, mask)
             if on_frame is not None:
@@ -124,7 +126,7 @@ def replay_labels(record: SessionRecord, session, labels, *, ref: StackRef | Non
             if divided:  # the widget's undo of the run takes them back out of the session
                 group.undone = lambda d=divided: revert_divisions(session, d)
         if isinstance(step, ClearStep) and step.obj_id is not None:
-            empty = np.zeros(np.shape(labels)[-2:], bool)
+            empty = PlacedMask.empty(np.shape(labels)[-2:])
             writer.paste(group, ref.plane_key(step.frame), step.obj_id, empty)
     if group is not None:
         writer.undo_stack.push(group)
@@ -147,10 +149,11 @@ def _divide(record, index, session, writer, group, ref, on_frame) -> None:
 def _erase(writer: LabelsWriter, group: UndoGroup, ref: StackRef, obj_id: int) -> None:
     """The widget's delete: every pixel of ``obj_id`` cleared, here on the record's stack."""
     data = group.target.data
+    empty = PlacedMask.empty(data.shape[-2:])
+    planes = {_plane_id(key) for key in label_planes(data, obj_id)}
     n = 1 if ref.stack_axis is None else data.shape[ref.stack_axis]
-    empty = np.zeros(data.shape[-2:], bool)
     for frame in range(n):
         key = ref.plane_key(frame)
-        if (np.asarray(data[key]) == obj_id).any():
+        if _plane_id(key) in planes:
             writer.paste(group, key, obj_id, empty, overwrite=True)
     writer.painter(group.target).forget_label(obj_id)

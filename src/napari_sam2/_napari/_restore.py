@@ -24,6 +24,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from napari_sam2._napari._big_labels import chunked_labels, labels_array, needs_chunked
+from napari_sam2._napari._placed import box_slices
 from napari_sam2._napari._recorder import RECORDS_KEY
 from napari_sam2._napari._replay import record_ref, replay_labels
 from napari_sam2._napari._sessions import image_shape
@@ -161,11 +163,12 @@ def rebuild(c) -> bool:
     if records[0].model != c.model_name:
         c.say(f"the session was recorded with {records[0].model}, the model now is "
               f"{c.model_name}: the rebuilt session follows the model now loaded")
-    shape = tuple(layer.data.shape)
+    shape = tuple(labels_array(layer).shape)
 
     def job():
         writers = []
-        scratch = np.zeros(shape, np.int32)  # the records' stacks are disjoint planes of it
+        # the records' stacks are disjoint planes of it (chunked for a huge image)
+        scratch = chunked_labels(shape) if needs_chunked(shape) else np.zeros(shape, np.int32)
         for record in records:
             session = c.sessions.get(image, record_ref(record, len(shape)))
             if session.window != record.window:  # said on the main thread, in done()
@@ -194,10 +197,11 @@ def rebuild(c) -> bool:
         live = c.writer.painter(layer)
         for writer in writers:
             for painter in writer.painters.values():
-                for pid, label in list(painter._owned):
+                for (pid, label), owned in list(painter._owned.items()):
                     key = tuple(slice(None) if v is None else v for v in pid)
-                    owned = painter.owned(key, label, shape[-2:])
-                    live._set_owned(key, label, owned & (np.asarray(layer.data[key]) == label))
+                    box = owned.box  # SAM's pixels that the saved labels still hold
+                    now = np.asarray(labels_array(layer)[key[:-2] + box_slices(box)])
+                    live._set_owned(key, label, owned.over(box) & (now == label), box)
         # the replayed sessions' objects: daughters of divisions a propagation found are
         # objects too, daughters of a division that was undone are not
         alive = {o for _, s in c.sessions.sessions_of(image) for o in s.obj_ids}

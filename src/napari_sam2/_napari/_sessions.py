@@ -12,6 +12,7 @@ Its ``recorder`` keeps a session record per session (``_recorder.py``).
 
 from __future__ import annotations
 
+from napari_sam2._napari._big_labels import whole_frame_refusal
 from napari_sam2._napari._recorder import Recorder
 from napari_sam2._napari._stack import FrameStack, StackRef, check_ndim
 from napari_sam2._napari._windows import stack_levels
@@ -27,6 +28,15 @@ def image_shape(layer) -> tuple[int, ...]:
     """The non-channel shape of an image layer (RGB(A) axis removed)."""
     shape = tuple(image_array(layer).shape)
     return shape[:-1] if getattr(layer, "rgb", False) else shape
+
+
+def level_shapes(layer) -> list[tuple[int, ...]]:
+    """The non-channel shapes of the levels of a multiscale image layer, finest first ([] for
+    a single-scale layer)."""
+    if not getattr(layer, "multiscale", False):
+        return []
+    cut = -1 if getattr(layer, "rgb", False) else None
+    return [tuple(level.shape[:cut]) for level in layer.data]
 
 
 def intensity_range(layer) -> tuple[float, float] | None:
@@ -75,6 +85,10 @@ class SessionStore:
             frames = FrameStack(image_array(layer), ref, rgb=getattr(layer, "rgb", False))
             levels = stack_levels(layer, ref)
             window = self.window
+            refusal = None if window else whole_frame_refusal(frames.frame_shape,
+                                                               "segmenting the whole frame")
+            if refusal is not None:  # its masks alone would be frame-sized (issue 19)
+                raise ValueError(refusal)
             if window is None and levels:  # the whole frame, read from the matching level
                 window = max(frames.frame_shape)
             session = TrackingSession(

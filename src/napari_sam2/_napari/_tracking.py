@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from napari_sam2._napari._layers import LabelsWriter, UndoGroup
 from napari_sam2._napari._messages import Feedback
+from napari_sam2._napari._placed import placed_of
 from napari_sam2._napari._recorder import recorded_propagation
 from napari_sam2._napari._sessions import SessionStore
 from napari_sam2._napari._stack import StackRef
@@ -149,7 +150,8 @@ class Tracker:
             ref=ref, plan=plan, image=image, labels=labels, follow=follow, on_end=on_end, bar=bar,
             group=UndoGroup(f"propagate from frame {plan.start}", target=labels),
             t0=time.perf_counter(), known=frozenset(session.obj_ids),
-            writes=PropagationWrites(plan.obj_ids, known=session.obj_ids, start=plan.start),
+            writes=PropagationWrites(plan.obj_ids, known=session.obj_ids, start=plan.start,
+                                     mask_of=placed_of),
         )
 
         def job():

@@ -23,6 +23,9 @@ from collections.abc import Callable
 
 import numpy as np
 
+from napari_sam2._napari._big_labels import labels_array
+from napari_sam2._napari._big_labels import plane_centroids as centroids_of
+
 #: The suffix of the Tracks layer's name: "<labels layer name> tracks".
 TRACKS_SUFFIX = " tracks"
 
@@ -177,10 +180,10 @@ class TracksView:
         if not force and now - self._last < self.interval:
             return False
         self._last = now
-        data = self.labels.data
+        data = labels_array(self.labels)
         for frame in sorted(self._dirty):
             key = self.ref.plane_key(frame)
-            found = plane_centroids(np.asarray(data[key]))
+            found = centroids_of(data, key)  # chunked labels: their stored chunks only
             if found:
                 self._points[frame] = found
             else:

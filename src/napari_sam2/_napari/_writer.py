@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 PROVENANCE_KEY = "napari_sam2"
 
 
@@ -20,6 +22,12 @@ def _common(data, attributes: dict) -> dict:
     }
 
 
+def _level0(data, attributes: dict):
+    """The full-resolution labels of a layer's data (level 0 of multiscale labels: the
+    coarser levels are views of it and are not saved)."""
+    return data[0] if attributes.get("multiscale") or isinstance(data, list) else data
+
+
 def _with_suffix(path: str, suffixes: tuple[str, ...]) -> str:
     return path if path.lower().endswith(suffixes) else path + suffixes[0]
 
@@ -32,6 +40,7 @@ def write_zarr(path: str, data, attributes: dict) -> list[str]:
     from napari_sam2.io import write_labels_zarr
 
     path = _with_suffix(str(path), (".zarr",))
+    data = _level0(data, attributes)  # chunked labels of a huge image stream chunk by chunk
     return [write_labels_zarr(Path(path), data, **_common(data, attributes))]
 
 
@@ -51,5 +60,15 @@ def write_tiff(path: str, data, attributes: dict) -> list[str]:
     path really written is returned)."""
     from napari_sam2.io import write_labels_tiff
 
+    from napari_sam2._napari._big_labels import is_chunked, needs_chunked
+
     path = labels_tiff_name(path)
+    data = _level0(data, attributes)
+    if is_chunked(data) and needs_chunked(data.shape, data.dtype):
+        size = int(np.prod(data.shape, dtype=np.float64)) * data.dtype.itemsize / 2**30
+        raise ValueError(
+            f"cannot save {path}: these labels of shape {tuple(data.shape)} ({size:.1f} GiB as "
+            "one array) are kept in chunks, and a TIFF would be written from one array in "
+            "memory; save them as OME-Zarr instead (a .zarr path), which is written chunk by "
+            "chunk")
     return [write_labels_tiff(path, data, **_common(data, attributes))]

@@ -503,22 +503,25 @@ class SessionRecord:
                     out[(step.frame, oid)] = MaskStep(step.frame, oid, mask)
         return out
 
-    def writes(self, index: int, result: FrameResult) -> list[tuple[int, np.ndarray]]:
+    def writes(self, index: int, result: FrameResult,
+               mask_of=None) -> list[tuple[int, np.ndarray]]:
         """What the widget pastes into the labels for ``result`` of step ``index``:
         ``[(obj_id, (H, W) bool mask), ...]`` (a mask prompt pastes nothing: the painted mask
         is already there; a division its daughters, the widget also clears the parent's
         pixels on that frame and later, see ``_napari._division.division_pastes``). A
         propagation with ``divisions`` yields frames again after a division: paste its
-        results with ``PropagationWrites``, which knows the frames written before."""
+        results with ``PropagationWrites``, which knows the frames written before.
+        ``mask_of``: as ``PropagationWrites``' (default: (H, W) bool masks)."""
+        mask_of = _frame_mask if mask_of is None else mask_of
         step = self.steps[index]
         if isinstance(step, (PointsStep, BoxStep)):
             present = step.obj_id in result.obj_ids
-            return [(step.obj_id, result.mask_of(step.obj_id) if present
-                     else np.zeros(result.logits.shape[-2:], bool))]
+            return [(step.obj_id, mask_of(result, step.obj_id if present else None))]
         if isinstance(step, PropagateStep):
-            return PropagationWrites(step.obj_ids, known=result.obj_ids)(result)[0]
+            return PropagationWrites(step.obj_ids, known=result.obj_ids,
+                                     mask_of=mask_of)(result)[0]
         if isinstance(step, DivideStep):
-            return [(o, result.mask_of(o)) for o in step.daughter_ids]
+            return [(o, mask_of(result, o)) for o in step.daughter_ids]
         return []
 
 
@@ -534,13 +537,18 @@ class PropagationWrites:
         writes = PropagationWrites(step.obj_ids, known=session.obj_ids, start=start)
         for result in run:
             pastes, again = writes(result)   # [(obj_id, (H, W) bool)], a frame seen before
+
+    ``mask_of(result, obj_id)`` gives what is pasted for an object (default
+    ``result.mask_of``: (H, W) bool) and ``mask_of(result, None)`` what clears one (default
+    an all-False (H, W) array); the plugin passes crops with their place for huge frames.
     """
 
-    def __init__(self, obj_ids=None, *, known=(), start: int | None = None):
+    def __init__(self, obj_ids=None, *, known=(), start: int | None = None, mask_of=None):
         self.obj_ids = None if not obj_ids else frozenset(int(o) for o in obj_ids)
         self.known = frozenset(int(o) for o in known)
         self.start = start
         self.written: dict[int, set[int]] = {}  # frame -> objects written there
+        self.mask_of = _frame_mask if mask_of is None else mask_of
 
     def __call__(self, result: FrameResult) -> tuple[list[tuple[int, np.ndarray]], bool]:
         wanted = [o for o in result.obj_ids
@@ -548,11 +556,18 @@ class PropagationWrites:
         again = result.frame in self.written and result.frame != self.start
         pastes: list[tuple[int, np.ndarray]] = []
         if again:
-            empty = np.zeros(result.masks.shape[-2:], bool)
+            empty = self.mask_of(result, None)
             pastes = [(o, empty) for o in sorted(self.written[result.frame] - set(wanted))]
-        pastes += [(o, result.mask_of(o)) for o in wanted]
+        pastes += [(o, self.mask_of(result, o)) for o in wanted]
         self.written[result.frame] = set(wanted)
         return pastes, again
+
+
+def _frame_mask(result: FrameResult, obj_id: int | None) -> np.ndarray:
+    """``obj_id``'s (H, W) bool mask in ``result`` (None: an empty one)."""
+    if obj_id is not None:
+        return result.mask_of(obj_id)
+    return np.zeros(result.frame_shape or result.logits.shape[-2:], bool)
 
 
 def propagate_start(session, step: PropagateStep) -> int:

@@ -38,6 +38,7 @@ from napari_sam2.io._axes import (
     make_meta,
     plain_json,
 )
+from napari_sam2.io._chunks import copy_stored_chunks, is_zarr, lazy_labels, stored_regions
 from napari_sam2.io._zarr_store import (
     NGFF_VERSION,
     PROVENANCE_KEY,
@@ -127,7 +128,8 @@ def write_labels_zarr(
             napari-sam2 holding only its own files (nothing written).
         OSError: the write failed (disk full...); the previous store is intact.
     """
-    arr = check_labels_array(labels)
+    lazy = lazy_labels(labels)  # zarr or dask: streamed block by block, never read whole
+    arr = check_labels_array(labels) if lazy is None else lazy
     meta = make_meta(
         arr, scale=scale, translate=translate, name=name, axis_labels=axis_labels,
         units=units, provenance=provenance,
@@ -153,10 +155,8 @@ def write_labels_zarr(
         )
         # one chunk per assignment: nothing is left writing in the background when a write
         # fails (the temporary store can then be removed completely)
-        for block in itertools.product(*(
-            [slice(i, i + c) for i in range(0, n, c)] for n, c in zip(arr.shape, data.chunks)
-        )):
-            data[block] = arr[block]
+        for block in _blocks_to_copy(arr, data.chunks):
+            data[block] = np.asarray(arr[block])
 
     def verify(tmp: Path) -> None:
         import zarr
@@ -165,13 +165,31 @@ def write_labels_zarr(
         last = (-1,) * (arr.ndim - 2)
         back_attrs = load_json(tmp / "zarr.json").get("attributes")
         if back.shape != arr.shape or back.dtype != arr.dtype or \
-                not np.array_equal(back[last], arr[last]) or \
+                not _same_last_plane(back, arr, last) or \
                 json_text(back_attrs, "attributes") != json_text(attrs, "attributes"):
             raise OSError(f"the store written to {tmp} does not read back as written")
 
     atomic_dir(target, write, verify)
     register_in_image(target)
     return str(target)
+
+
+def _blocks_to_copy(arr, chunks):
+    """The blocks of ``arr`` to write into an array cut at ``chunks`` (all zeros at first):
+    every block, or for a zarr source only those of its stored chunks (the rest is 0)."""
+    if is_zarr(arr) and tuple(arr.chunks) == tuple(chunks):
+        return [tuple(slice(k, k + 1) if isinstance(k, int) else k for k in region)
+                for region in stored_regions(arr)]
+    return itertools.product(*(
+        [slice(i, i + c) for i in range(0, n, c)] for n, c in zip(arr.shape, chunks)))
+
+
+def _same_last_plane(back, arr, last) -> bool:
+    """Whether the last plane reads back as written (for a zarr source: its stored chunks)."""
+    if not is_zarr(arr):
+        return bool(np.array_equal(back[last], np.asarray(arr[last])))
+    lead = tuple(n - 1 for n in arr.shape[:-2])
+    return all(np.array_equal(back[r], arr[r]) for r in stored_regions(arr, lead))
 
 
 def find_label_image(path) -> Path | None:
@@ -221,7 +239,7 @@ def _parse_group(where: Path, attrs: dict):
     return ds_path, scale, translate, axes, units, record, colors, name
 
 
-def _read_array(where: Path, ds_path: str) -> np.ndarray:
+def _read_array(where: Path, ds_path: str, lazy_above: int | None = None):
     import zarr
 
     array_dir = where / ds_path
@@ -246,6 +264,8 @@ def _read_array(where: Path, ds_path: str) -> np.ndarray:
             f"{where} has {array.ndim} dimensions (shape {array.shape}); labels have 2 to 5 "
             "(..., y, x)")
     try:
+        if lazy_above is not None and array.nbytes > lazy_above:
+            return copy_stored_chunks(array)  # in memory, compressed, chunk by chunk
         return np.asarray(array[...])
     except MemoryError:
         raise
@@ -254,12 +274,19 @@ def _read_array(where: Path, ds_path: str) -> np.ndarray:
                               f"({type(exc).__name__}: {exc})") from None
 
 
-def read_labels_zarr(path) -> tuple[np.ndarray, LabelsMeta, dict[int, tuple[int, ...]]]:
+def read_labels_zarr(path, *, lazy_above: int | None = None
+                     ) -> tuple[np.ndarray, LabelsMeta, dict[int, tuple[int, ...]]]:
     """Read a label image written by :func:`write_labels_zarr` (or any NGFF 0.5 labels).
 
+    Args:
+        lazy_above: labels larger than this (bytes) are not read into one numpy array but
+            copied, chunk by chunk and only the chunks the store holds, into a zarr array in
+            memory (``_chunks.copy_stored_chunks``; the file is never written through it).
+
     Returns:
-        ``(labels, meta, colors)``: the full-resolution array as numpy, a ``LabelsMeta`` with
-        the axes, scale, translate, name and provenance, and the ``image-label`` colours.
+        ``(labels, meta, colors)``: the full-resolution array as numpy (or that zarr array),
+        a ``LabelsMeta`` with the axes, scale, translate, name and provenance, and the
+        ``image-label`` colours.
 
     Raises:
         FileNotFoundError: nothing at ``path``.
@@ -270,7 +297,7 @@ def read_labels_zarr(path) -> tuple[np.ndarray, LabelsMeta, dict[int, tuple[int,
     where = locate_label_image(Path(path))
     attrs = load_json(where / "zarr.json").get("attributes") or {}
     ds_path, scale, translate, axes, units, record, colors, name = _parse_group(where, attrs)
-    labels = _read_array(where, ds_path)
+    labels = _read_array(where, ds_path, lazy_above)
     ndim = labels.ndim
     scale = scale or (1.0,) * ndim
     translate = translate or (0.0,) * ndim
