@@ -15,9 +15,10 @@ from napari_sam2.training.evaluate_cases import drift_jf, small_click_iou, zstac
 
 # The weights ship in the package: a checkout without them fails here (it never skips).
 
-# With 2 threads the shipped weights measure click 0.897 and box 0.909 here (95 % interval over
-# sequences: box 0.889-0.927), and on the 2 propagation sequences J&F 0.883 with the leaving
-# cell found again in both (the benchmark's 16 sequences: J&F 0.906, found again in 15).
+# With 2 threads the shipped weights (v4, 2026-12-06) measure click 0.891 and box 0.908 here
+# (95 % interval over sequences: box 0.889-0.925), and on the benchmark's 16 propagation
+# sequences J&F 0.906 with the leaving cell found again in 15 (the v3 weights: 0.897, 0.909,
+# 0.906, 15).
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +78,14 @@ def test_no_object_is_lost_behind_a_good_mean(image_details):
         assert np.percentile(ious, 5) >= 0.5, kind
 
 
-# The held-out cases of issue 22 (training/evaluate_cases.py), on the first sequences of each
-# set; the benchmark's 12 of each, with intervals: docs/training.md, "The fourth phase".
+# The held-out cases of issue 22 (training/evaluate_cases.py), on the first 2 volumes /
+# sequences / images of each set. With 2 threads the shipped weights measure here: z empty
+# outside 0.948 (831 slices), 3D IoU 0.755 (24 nuclei), drift J&F 0.847, small click 0.849 (80
+# nuclei); the benchmark's 12 of each: 0.963, 0.757, 0.842, 0.835 against the issue's bars of
+# 0.95, 0.75, 0.8, 0.75 (docs/training.md, "The fourth phase"). The v3 weights measure 0.746,
+# 0.478, 0.539 and 0.744 there. The z bars below sit a little under the 2-volume figures, which
+# move more with the volumes drawn than the 12-volume ones; drift and small use the issue's bars.
+Z_EMPTY_BAR, Z_IOU_BAR, DRIFT_BAR, SMALL_BAR = 0.93, 0.72, 0.8, 0.75
 
 
 @pytest.fixture(scope="module")
