@@ -74,8 +74,8 @@ def test_an_ended_object_stops_and_earlier_masks_are_identical(model, volume, ca
         np.testing.assert_array_equal(early[f].logits, full[f].logits)
         np.testing.assert_array_equal(early[f].object_scores, full[f].object_scores)
     assert s.frames_with_output(2) == order[:stop_at + 1]  # later slices have no output
-    # without the stop, the model finds "it" again on a slice where it is not
-    assert any(full[f].object_scores[0] > 0 for f in order[stop_at + 1:])
+    # (the v3 demo weights found "it" again on a later slice without the stop; the v4 weights,
+    # trained on nuclei that end along z, keep it absent: both are fine for the stop)
 
 
 def test_a_large_n_or_none_changes_nothing(model, volume, cache):
