@@ -17,7 +17,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from napari_sam2.data.synthetic import _BACKGROUND, _check_shape, _illumination, _to_uint16
+from napari_sam2.data.synthetic import (
+    _BACKGROUND,
+    _check_shape,
+    _illumination,
+    _to_uint16,
+    claim,
+)
 
 __all__ = ["GAP", "PINCH_FRAMES", "make_dividing_timelapse"]
 
@@ -89,10 +95,7 @@ def _render(score, owner, bright, blob: _Blob, t: int) -> None:
         phi = np.arctan2(dy, dx)
         wobble = 1.0 + sum(a * np.cos(k * phi + ph + 0.1 * t) for k, a, ph in blob.harm)
         s = np.sqrt(dy * dy + dx * dx) / (r * wobble)
-        sub = score[y0:y1, x0:x1]
-        win = (s < 1.0) & (s < sub)
-        sub[win] = s[win]
-        owner[y0:y1, x0:x1][win] = blob.label
+        win = claim(score, owner, (slice(y0, y1), slice(x0, x1)), s, blob.label)
         # distance to the segment a-b (a point for a round cell), relative to the radius
         vy, vx = by - ay, bx - ax
         u = np.clip(((yy - ay) * vy + (xx - ax) * vx) / max(vy * vy + vx * vx, 1e-9), 0, 1)

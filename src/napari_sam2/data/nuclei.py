@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from napari_sam2.data.synthetic import cell_patch
+from napari_sam2.data.synthetic import _to_uint16, cell_patch, claim
 
 __all__ = ["Look", "random_look", "make_nuclei_timelapse", "make_nuclei_volume"]
 
@@ -84,15 +84,6 @@ def _background(shape, rng: np.random.Generator, look: Look) -> np.ndarray:
     r2 = ((yy - cy) / h) ** 2 + ((xx - cx) / w) ** 2
     vignette = 1.05 - 0.3 * r2 / max(float(r2.max()), 1e-6)
     return (_BACKGROUND * (1.0 + look.gradient * ramp) * vignette).astype(np.float32)
-
-
-def _photons(signal: np.ndarray, rng: np.random.Generator, look: Look,
-             blur: tuple[float, ...]) -> np.ndarray:
-    """Blurred expected counts -> uint16 with the look's shot and read noise."""
-    signal = ndimage.gaussian_filter(np.clip(signal, 0, None).astype(np.float32), sigma=blur)
-    noisy = rng.poisson(signal * look.gain).astype(np.float32) / look.gain
-    noisy += rng.normal(0.0, look.read_noise, size=signal.shape).astype(np.float32)
-    return np.clip(noisy, 0, 65535).astype(np.uint16)
 
 
 class _Nucleus:
@@ -201,7 +192,8 @@ def make_nuclei_timelapse(*, n_frames: int = 16, shape=(192, 256), n_cells: int 
         for k, nuc in enumerate(nuclei):
             _render(score, labels[t], bright, nuc, k + 1, t, nuc.y - vy, nuc.x - vx, look)
         haze = ndimage.gaussian_filter(bright, sigma=max(4.0, 0.5 * diameter[1])) * look.haze
-        images[t] = _photons(background + bright + haze, rng, look, (look.blur, look.blur))
+        images[t] = _to_uint16(background + bright + haze, rng, (look.blur, look.blur),
+                               gain=look.gain, read_noise=look.read_noise)
         for nuc in nuclei:
             nuc.step(rng, world)
     return images, labels
@@ -214,12 +206,9 @@ def _render(score, owner, bright, nuc: _Nucleus, label: int, t: int, cy: float, 
     if patch is None:
         return
     box, s = patch
-    sub = score[box]
-    win = (s < 1.0) & (s < sub)
+    win = claim(score, owner, box, s, label)
     if not win.any():
         return
-    sub[win] = s[win]
-    owner[box][win] = label
     # the nucleus's own texture, carried with it (its centre pixel at the texture's centre)
     iy, ix = int(round(cy)), int(round(cx))
     ty0 = box[0].start - iy + nuc.reach
@@ -288,16 +277,14 @@ def make_nuclei_volume(*, shape=(48, 192, 192), n_objects: int = 6, diameter=(30
         v = -np.sin(theta) * rx + np.cos(theta) * ry
         s = np.sqrt((u / a) ** 2 + (v / b) ** 2 + ((zz - cz) / half_z) ** 2)
         region = (slice(z0, z1), slice(y0, y1), slice(x0, x1))
-        sub = score[region]
-        win = (s < 1.0) & (s < sub)
-        sub[win] = s[win]
-        labels[region][win] = k + 1
+        win = claim(score, labels, region, s, k + 1)
         level = rng.uniform(700, 5000) * (1.0 - 0.35 * s * s) * (1.0 + look.texture
                                                                    * texture[region])
         bright[region][win] = level[win]
     haze = ndimage.gaussian_filter(bright, sigma=(z_blur, 6.0, 6.0)) * look.haze
     background = _background((h, w), rng, look)[None]
-    volume = _photons(background + bright + haze, rng, look, (z_blur, look.blur, look.blur))
+    volume = _to_uint16(background + bright + haze, rng, (z_blur, look.blur, look.blur),
+                        gain=look.gain, read_noise=look.read_noise)
     return volume, labels
 
 

@@ -27,12 +27,27 @@ def _check_shape(shape, ndim: int, minimum: int, name: str) -> tuple[int, ...]:
     return shape
 
 
-def _to_uint16(signal: np.ndarray, rng: np.random.Generator, blur: tuple[float, ...]) -> np.ndarray:
-    """Blur an expected-photon map, add Poisson + read noise, clip to uint16."""
+def _to_uint16(signal: np.ndarray, rng: np.random.Generator, blur: tuple[float, ...], *,
+               gain: float = 1.0, read_noise: float = _READ_NOISE) -> np.ndarray:
+    """Blur an expected-count map, add shot noise (Poisson on ``gain`` photons per count) and
+    Gaussian read noise, clip to uint16."""
     signal = ndimage.gaussian_filter(signal.astype(np.float32), sigma=blur)
-    noisy = rng.poisson(np.clip(signal, 0, None)).astype(np.float32)
-    noisy += rng.normal(0.0, _READ_NOISE, size=signal.shape).astype(np.float32)
+    photons = rng.poisson(np.clip(signal, 0, None) * gain).astype(np.float32)
+    noisy = photons if gain == 1.0 else photons / gain
+    noisy += rng.normal(0.0, read_noise, size=signal.shape).astype(np.float32)
     return np.clip(noisy, 0, 65535).astype(np.uint16)
+
+
+def claim(score: np.ndarray, owner: np.ndarray, region, s: np.ndarray, label: int) -> np.ndarray:
+    """Give ``label`` the pixels of ``region`` that lie inside its outline (``s`` < 1, the
+    normalised distance over the region) deeper than any object claimed there before (``s``
+    below ``score``), so touching objects never share a pixel. Updates ``score`` and ``owner``
+    in place; returns the claimed pixels (bool, ``s``'s shape)."""
+    sub = score[region]
+    win = (s < 1.0) & (s < sub)
+    sub[win] = s[win]
+    owner[region][win] = label
+    return win
 
 
 def _illumination(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
@@ -122,10 +137,7 @@ def _render_cell(score: np.ndarray, owner: np.ndarray, bright: np.ndarray, cell:
     if patch is None:
         return
     box, s = patch
-    sub = score[box]
-    win = (s < 1.0) & (s < sub)
-    sub[win] = s[win]
-    owner[box][win] = label
+    win = claim(score, owner, box, s, label)
     # brighter towards the centre, a little texture from the shape phase
     level = cell.brightness * (1.0 - 0.45 * s * s)
     bright[box][win] = level[win]
@@ -231,10 +243,7 @@ def make_ellipsoid_volume(*, shape: tuple[int, int, int] = (32, 160, 160), n_obj
         local = grid @ rot  # coordinates in the ellipsoid's frame
         s = np.sqrt(((local / radii) ** 2).sum(-1))
         region = (slice(lo[0], hi[0]), slice(lo[1], hi[1]), slice(lo[2], hi[2]))
-        sub = score[region]
-        win = (s < 1.0) & (s < sub)
-        sub[win] = s[win]
-        labels[region][win] = k + 1
+        win = claim(score, labels, region, s, k + 1)
         bright[region][win] = (rng.uniform(1500, 6000) * (1.0 - 0.4 * s * s))[win]
     illum = _illumination((h, w), rng)[None]
     signal = (_BACKGROUND + bright) * illum
