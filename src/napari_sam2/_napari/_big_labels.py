@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from napari_sam2._napari._placed import Box, bool_box, shift, union
+from napari_sam2._napari._placed import Box, shift, union
+from napari_sam2.engine.windows import mask_box
 from napari_sam2.io._chunks import is_zarr, memory_labels, stored_regions
 
 #: Labels larger than this (bytes, int32) are made chunked: 512 MiB, e.g. one 11585 px plane,
@@ -62,10 +63,10 @@ def _lead(key: tuple) -> tuple:
 def label_box(data, key: tuple, label: int) -> Box | None:
     """Bounding box of ``label``'s pixels on the plane ``key`` of ``data`` (None: absent)."""
     if not is_chunked(data):
-        return bool_box(np.asarray(data[key]) == int(label))
+        return mask_box(np.asarray(data[key]) == int(label))
     boxes = []
     for region in stored_regions(data, _lead(key)):
-        box = bool_box(np.asarray(data[region]) == int(label))
+        box = mask_box(np.asarray(data[region]) == int(label))
         if box is not None:
             boxes.append(shift(box, region[-2].start, region[-1].start))
     return union(*boxes)

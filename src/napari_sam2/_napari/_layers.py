@@ -29,17 +29,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from napari_sam2._napari._big_labels import label_box, labels_array, max_label
-from napari_sam2._napari._big_labels import label_planes as _label_planes
+from napari_sam2._napari._big_labels import label_box, label_planes, labels_array, max_label
 from napari_sam2._napari._placed import (
     Box,
     PlacedMask,
-    bool_box,
     box_slices,
     place,
     shift,
     union,
 )
+from napari_sam2.engine.windows import mask_box
 
 
 def _plane_id(key: tuple) -> tuple:
@@ -69,7 +68,7 @@ class Owned:
 
 def _owned_of(mask: np.ndarray, box: Box) -> Owned | None:
     """``mask`` (lying at ``box``) as ``Owned``, cut to its pixels (None: no pixel)."""
-    tight = bool_box(mask)
+    tight = mask_box(mask)
     if tight is None:
         return None
     tight = shift(tight, box[0], box[1])
@@ -308,11 +307,6 @@ class LabelsWriter:
 def next_free_label(data, used=()) -> int:
     """1 + the largest label in ``data`` (numpy, zarr: its stored chunks) and in ``used``."""
     return max([max_label(data), *[int(u) for u in used]]) + 1
-
-
-def label_planes(data, label: int) -> list[tuple]:
-    """Plane keys (ints for the non-spatial axes, then two full slices) where ``label`` occurs."""
-    return _label_planes(data, label)
 
 
 def labels_on_plane(plane: np.ndarray) -> list[int]:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from napari_sam2.engine.windows import mask_box
+
 Box = tuple[int, int, int, int]
 
 
@@ -76,7 +78,7 @@ class PlacedMask:
 
     def tight_box(self) -> Box | None:
         """The bounding box of the pixels that are on (None: none is)."""
-        box = bool_box(self.crop)
+        box = mask_box(self.crop)
         return None if box is None else shift(box, self.top, self.left)
 
     def over(self, box: Box) -> np.ndarray:
@@ -86,15 +88,6 @@ class PlacedMask:
     def to_frame(self) -> np.ndarray:
         """The (H, W) bool mask (a frame's worth of memory: small images only)."""
         return self.over((0, 0, *self.frame_shape))
-
-
-def bool_box(mask: np.ndarray) -> Box | None:
-    """Bounding box (top, left, bottom, right) of the True pixels of a 2-D array, or None."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size == 0:
-        return None
-    cols = np.flatnonzero(mask.any(axis=0))
-    return int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1
 
 
 def box_slices(box: Box) -> tuple[slice, slice]:
