@@ -18,7 +18,7 @@ def model(shipped_demo_model):
 @pytest.fixture(scope="module")
 def volume():
     """(40, 96, 96): ellipsoid 2 spans slices 5-26, ellipsoid 1 slices 9-29; the model loses
-    both a few slices after their end (forward) and wrongly finds them again near slice 38."""
+    both a few slices after their end (forward)."""
     vol, labels = make_ellipsoid_volume(shape=(40, 96, 96), n_objects=3, seed=1)
     return vol, labels
 
