@@ -73,18 +73,9 @@ def _mean_ci(values) -> str:
 def clicks_2d(model, image, mask, window) -> list[float]:
     """IoU of one interior click per nucleus (at least 30 px) on the whole image."""
     from napari_sam2.engine.image_predictor import ImagePredictor
-    from napari_sam2.training.evaluate import interior_point, jaccard
+    from napari_sam2.training.evaluate_cases import click_masks
 
-    predictor = ImagePredictor(model)
-    predictor.set_image(image, window=window)
-    ious = []
-    for k in np.unique(mask):
-        gt = mask == k
-        if k == 0 or gt.sum() < 30:
-            continue
-        pred = predictor.predict(points=[interior_point(gt)], labels=[1], multimask_output=True)
-        ious.append(jaccard(pred.best_in_frame(gt.shape), gt))
-    return ious
+    return click_masks(ImagePredictor(model), image, mask, min_area=30, window=window)[0]
 
 
 def moving_crop(image, mask, step: float, n_frames: int = 16, size: int = 256):

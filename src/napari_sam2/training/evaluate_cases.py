@@ -23,8 +23,8 @@ import numpy as np
 from napari_sam2.data.nuclei import make_nuclei_timelapse, make_nuclei_volume
 from napari_sam2.training.evaluate import boundary_f, click_and_track, interior_point, jaccard
 
-__all__ = ["CASE_SEED", "CaseResult", "Z_STOP_AFTER_ABSENT", "drift_jf", "small_click_iou",
-           "track_scores", "volume_scores", "zstack_quality"]
+__all__ = ["CASE_SEED", "CaseResult", "Z_STOP_AFTER_ABSENT", "click_masks", "drift_jf",
+           "small_click_iou", "track_scores", "volume_scores", "zstack_quality"]
 
 CASE_SEED = 2_000_017
 Z_STOP_AFTER_ABSENT = 3  # the plugin's default along z (docs/tracking.md, early stop)
@@ -155,6 +155,26 @@ def drift_jf(model, *, n_sequences: int = 12, n_frames: int = 16, drift: float =
                                "object-frames": len(js)})
 
 
+def click_masks(predictor, image: np.ndarray, labels: np.ndarray, *, min_area: float,
+                window=None) -> tuple[list[float], int]:
+    """One click on the most interior pixel of every object of the (H, W) ``labels`` with at
+    least ``min_area`` pixels, best of the multimask output, on ``image`` set in ``predictor``
+    (an ``ImagePredictor``; ``window`` as its ``set_image``'s).
+
+    Returns (IoU of every object, how many masks came out empty)."""
+    predictor.set_image(image, window=window)
+    ious, empty = [], 0
+    for k in np.unique(labels):
+        gt = labels == k
+        if k == 0 or gt.sum() < min_area:
+            continue
+        pred = predictor.predict(points=[interior_point(gt)], labels=[1], multimask_output=True)
+        mask = pred.best_in_frame(gt.shape)
+        empty += not mask.any()
+        ious.append(jaccard(mask, gt))
+    return ious, empty
+
+
 def small_click_iou(model, *, n_images: int = 12, shape=(512, 512), diameter=(24.0, 40.0),
                     n_cells: int = 40, seed: int = CASE_SEED + 2000) -> CaseResult:
     """Mean IoU of one interior click per nucleus (best of the multimask output, whole frame)
@@ -166,17 +186,10 @@ def small_click_iou(model, *, n_images: int = 12, shape=(512, 512), diameter=(24
     for i in range(n_images):
         images, labels = make_nuclei_timelapse(n_frames=1, shape=shape, n_cells=n_cells,
                                                diameter=diameter, spacing=1.1, seed=seed + i)
-        predictor.set_image(images[0])
-        ious = []
-        for k in np.unique(labels[0]):
-            gt = labels[0] == k
-            if k == 0 or gt.sum() < 0.5 * np.pi * (diameter[0] / 2) ** 2:  # cut by the border
-                continue
-            r, c = interior_point(gt)
-            pred = predictor.predict(points=[[r, c]], labels=[1], multimask_output=True)
-            mask = pred.best_in_frame(gt.shape)
-            empty += not mask.any()
-            ious.append(jaccard(mask, gt))
+        # nuclei cut by the border to less than half the smallest one are left out
+        ious, n_empty = click_masks(predictor, images[0], labels[0],
+                                    min_area=0.5 * np.pi * (diameter[0] / 2) ** 2)
+        empty += n_empty
         means.append(float(np.mean(ious)))
         counts.append(len(ious))
     scale = model.config.image_size / max(shape)
