@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .layers import MLP, attention, dropout
+from .layers import MLP, attention, blocked_attention, dropout
 from .position_encoding import apply_rope, axial_rope_tables
 
 __all__ = ["Attention", "ImageProjections", "RoPEAttention", "TwoWayAttentionBlock",
@@ -59,6 +59,32 @@ class Attention(nn.Module):
             out = dropout(probs, p) @ v
         else:
             out = attention(q, k, v, dropout_p=p)  # (B, nh, Nq, hd)
+        return self.out_proj(out.transpose(1, 2).flatten(2))
+
+    # Memory attention's cross-attention has one head of 256 over 64-wide memory tokens. Its
+    # value projection is linear and each row of the attention weights sums to 1, so
+    # P (v W_v^T + b_v) = (P v) W_v^T + b_v: attending to the 64-wide tokens and projecting
+    # the result makes the P x V product (the largest matmul in a tracked frame after
+    # Q x K^T) four times smaller. torch's fused CPU kernel needs values as wide as the
+    # queries, hence ``blocked_attention``. CPU inference only: CUDA keeps its fused kernels,
+    # and training keeps the path whose dropout is drawn on the attention weights.
+    def _folds_values(self, k: torch.Tensor) -> bool:
+        """Whether to attend to the unprojected values (see above) for keys ``k``."""
+        return (k.device.type == "cpu" and not self.training
+                and self.num_heads * self.v_proj.in_features < self.internal_dim)
+
+    def _attend_unprojected_values(self, q: torch.Tensor, k: torch.Tensor,
+                                   v: torch.Tensor) -> torch.Tensor:
+        """q, k (B, nh, N, hd) projected heads, v (B, Nk, kv_in_dim) unprojected -> (B, Nq, E)."""
+        nh = self.num_heads
+        if q.dtype == torch.bfloat16:  # as ``attention``: the attention itself in float32
+            with torch.autocast("cpu", enabled=False):
+                pv = blocked_attention(q.float(), k.float(), v.float().unsqueeze(1))
+            pv = pv.to(q.dtype)
+        else:
+            pv = blocked_attention(q, k, v.to(q.dtype).unsqueeze(1))  # (B, nh, Nq, kv_in)
+        w_v = self.v_proj.weight.view(nh, -1, self.v_proj.in_features)  # (nh, hd, kv_in)
+        out = pv @ w_v.transpose(1, 2).to(pv.dtype) + self.v_proj.bias.view(nh, 1, -1).to(pv.dtype)
         return self.out_proj(out.transpose(1, 2).flatten(2))
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -182,7 +208,9 @@ class RoPEAttention(Attention):
         operations in the same order, so the same result.
         """
         k = self._heads(self.k_proj(k))
-        v = self._heads(self.v_proj(v))
+        fold_values = self._folds_values(k)
+        if not fold_values:
+            v = self._heads(self.v_proj(v))
         if q_heads is None:
             q = self.project_query(q)
         else:
@@ -193,10 +221,12 @@ class RoPEAttention(Attention):
         if n_rope != nq and not (self.rope_k_repeat and n_rope % nq == 0):
             raise ValueError(f"{n_rope} rotated keys do not match {nq} queries")
         if num_k_exclude_rope:
-            k = torch.cat([apply_rope(k[:, :, :n_rope], cos, sin).type_as(v),
+            k = torch.cat([apply_rope(k[:, :, :n_rope], cos, sin).type_as(k),
                            k[:, :, n_rope:]], dim=2)
         else:
-            k = apply_rope(k, cos, sin).type_as(v)
+            k = apply_rope(k, cos, sin).type_as(k)
+        if fold_values:
+            return self._attend_unprojected_values(q, k, v)
         return self._attend(q, k, v)
 
 
