@@ -67,68 +67,63 @@ def blocked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
     needs equal widths, and its fallback holds the whole Nq x Nk score matrix). Each block
     of ``query_block`` queries meets the keys ``key_block`` at a time, in one reused buffer
     (4 MiB at the defaults: no page faults, and it stays in cache). The scores of a query
-    row are shifted by that row's maximum over the first key block: the shift rides in the
-    matmul as an extra query column (-max) against a key row of ones, so a block is one
-    matmul, one in-place exp and one matmul with the values, which carry a column of ones
-    that sums the weights. Later blocks whose scores exceed the shift by so much that the
-    sums overflow (scores in the hundreds; never seen in SAM 2) are redone for that query
-    block with a running maximum (:func:`_online_softmax_attention`). Same maths as the
-    fused kernel; float32 rounding differs by about 1e-7. No dropout: inference only.
+    row are shifted by that row's maximum over the first key block before ``exp``; should a
+    later block exceed it by so much that the sums overflow (scores in the hundreds, never
+    seen in SAM 2), that query block is redone with a running maximum
+    (:func:`_online_softmax_attention`). Same maths as the fused kernel; float32 rounding
+    differs by about 1e-7. No dropout: inference only.
     """
     lead = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
     q3 = q.expand(*lead, *q.shape[-2:]).reshape(-1, *q.shape[-2:])  # (B, Nq, d)
     k3 = k.expand(*lead, *k.shape[-2:]).reshape(-1, *k.shape[-2:])  # (B, Nk, d)
     v3 = v.expand(*lead, *v.shape[-2:]).reshape(-1, *v.shape[-2:])  # (B, Nk, dv)
     B, n_q, d = q3.shape
-    n_k, dv = k3.shape[1], v3.shape[2]
-    extra = 8  # the shift column (then zeros, to keep the inner dim a multiple of 8)
-    ones_row = k3.new_zeros(B, extra, n_k)
-    ones_row[:, 0] = 1
-    k_t = torch.cat((k3.transpose(1, 2), ones_row), dim=1)  # (B, d + extra, Nk)
-    v1 = torch.cat((v3, v3.new_ones(B, n_k, 1)), dim=2)  # (B, Nk, dv + 1)
-    q_spans, k_spans = _spans(n_q, query_block), _spans(n_k, key_block)
+    k_t = k3.transpose(1, 2).contiguous()  # (B, d, Nk): each block reads a slab of it
+    q_spans, k_spans = _spans(n_q, query_block), _spans(k3.shape[1], key_block)
     rows = max(e - s for s, e in q_spans)
     scores_flat = q3.new_empty(B * rows * max(e - s for s, e in k_spans))
-    q_shifted = q3.new_zeros(B, rows, d + extra)
-    out = q3.new_empty(B, n_q, dv)
+    out = q3.new_empty(B, n_q, v3.shape[2])
     for qs, qe in q_spans:
         r = qe - qs
-        qb = q_shifted[:, :r]
-        torch.mul(q3[:, qs:qe], d ** -0.5, out=qb[:, :, :d])
-        acc = None
+        qb = q3[:, qs:qe] * d ** -0.5
+        acc = row_sum = shift = None
         for ks, ke in k_spans:
-            scores = scores_flat[:B * r * (ke - ks)].view(B, r, ke - ks)
+            weights = scores_flat[:B * r * (ke - ks)].view(B, r, ke - ks)
+            torch.bmm(qb, k_t[:, :, ks:ke], out=weights)
+            if shift is None:
+                shift = weights.amax(dim=2, keepdim=True)
+            weights.sub_(shift).exp_()
             if acc is None:
-                torch.bmm(qb[:, :, :d], k_t[:, :d, ks:ke], out=scores)
-                row_max = scores.amax(dim=2, keepdim=True)
-                qb[:, :, d:d + 1] = -row_max
-                acc = torch.bmm(scores.sub_(row_max).exp_(), v1[:, ks:ke])
+                acc, row_sum = torch.bmm(weights, v3[:, ks:ke]), weights.sum(2, keepdim=True)
             else:
-                torch.bmm(qb, k_t[:, :, ks:ke], out=scores)  # q k^T - row_max
-                acc.baddbmm_(scores.exp_(), v1[:, ks:ke])
-        if not torch.isfinite(acc[:, :, dv]).all():
-            acc = _online_softmax_attention(qb[:, :, :d], k_t[:, :d], v1, k_spans)
-        torch.div(acc[:, :, :dv], acc[:, :, dv:], out=out[:, qs:qe])
-    return out.view(*lead, n_q, dv)
+                acc.baddbmm_(weights, v3[:, ks:ke])
+                row_sum.add_(weights.sum(2, keepdim=True))
+        if not torch.isfinite(row_sum).all():
+            acc, row_sum = _online_softmax_attention(qb, k_t, v3, k_spans)
+        torch.div(acc, row_sum, out=out[:, qs:qe])
+    return out.view(*lead, n_q, out.shape[-1])
 
 
-def _online_softmax_attention(q: torch.Tensor, k_t: torch.Tensor, v1: torch.Tensor,
-                              k_spans: list[tuple[int, int]]) -> torch.Tensor:
-    """Unnormalised softmax(q k_t) v1 (q scaled (B, r, d), k_t (B, d, Nk), v1 (B, Nk, dv + 1)
-    with its column of ones) keeping a running row maximum (FlashAttention's online softmax):
-    no overflow for any scores. Returns (B, r, dv + 1); the last column is the row sum."""
-    row_max = acc = None
+def _online_softmax_attention(q: torch.Tensor, k_t: torch.Tensor, v: torch.Tensor,
+                              k_spans: list[tuple[int, int]]
+                              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """softmax(q k_t) v unnormalised, keeping a running row maximum (FlashAttention's online
+    softmax), so no scores overflow: q scaled (B, r, d), k_t (B, d, Nk), v (B, Nk, dv) ->
+    (weighted sum (B, r, dv), row sum (B, r, 1)) under the same shift."""
+    row_max = acc = row_sum = None
     for ks, ke in k_spans:
         scores = torch.bmm(q, k_t[:, :, ks:ke])
         block_max = scores.amax(dim=2, keepdim=True)
         new_max = block_max if row_max is None else torch.maximum(row_max, block_max)
-        part = torch.bmm(scores.sub_(new_max).exp_(), v1[:, ks:ke])
+        weights = scores.sub_(new_max).exp_()
         if acc is None:
-            acc = part
+            acc, row_sum = weights @ v[:, ks:ke], weights.sum(2, keepdim=True)
         else:
-            acc.mul_((row_max - new_max).exp_()).add_(part)
+            rescale = (row_max - new_max).exp_()
+            acc.mul_(rescale).baddbmm_(weights, v[:, ks:ke])
+            row_sum.mul_(rescale).add_(weights.sum(2, keepdim=True))
         row_max = new_max
-    return acc
+    return acc, row_sum
 
 
 class Dropout(nn.Dropout):
