@@ -140,6 +140,19 @@ def test_cli_prompts_csv_and_record_round_trip(tmp_path, demo_model, capsys):
         np.testing.assert_array_equal(read_labels_zarr(tmp_path / name)[0], labels)
 
 
+@pytest.mark.slow
+def test_cli_compile_tracks_as_eager(tmp_path, demo_model):
+    """``--compile`` (inductor's C++ code on the CPU: about a minute to build on 2 cores the
+    first time) writes the labels of the eager run, up to pixels on a mask's edge."""
+    tif, csv, image, _ = write_stack(tmp_path, "s", n_frames=5, seed=5)
+    assert _track(tif, "--prompts", csv, "-o", tmp_path / "a.zarr", "--direction", "forward",
+                  "--compile") == 0
+    labels, _, _ = read_labels_zarr(tmp_path / "a.zarr")
+    expected = reference_labels(_csv_record(csv, image, direction="forward"), image, demo_model)
+    assert labels.shape == expected.shape and expected.any()
+    assert np.mean(labels != expected) < 1e-4
+
+
 def test_cli_seed_labels_become_objects(tmp_path, demo_model):
     tif, _, image, truth = write_stack(tmp_path, "s", n_frames=5, seed=7, n_cells=3)
     tifffile.imwrite(tmp_path / "seeds.tif", truth[1].astype(np.uint16))

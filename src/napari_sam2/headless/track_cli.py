@@ -94,6 +94,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--checkpoint", type=Path, default=None, help="local weights file")
     model.add_argument("--device", type=device_name, default="auto",
                        help="auto, cpu, cuda, cuda:N or mps (default auto)")
+    model.add_argument("--compile", action="store_true",
+                       help="torch.compile the image encoder and memory attention (worth it "
+                            "for long runs on a GPU; the first frames wait for the compiler)")
     parser.add_argument("--resume", action="store_true",
                         help="go on with an unfinished run into --output (same inputs)")
     parser.add_argument("--overwrite", action="store_true",
@@ -214,7 +217,8 @@ def run(args) -> int:
     summary = track_one(record, view, output, model_name=args.model or record.model,
                         checkpoint=args.checkpoint, device=args.device, resume=args.resume,
                         image_id=f"{view.dtype} {args.image.resolve()}",
-                        progress=not args.no_progress, say=say, model=model)
+                        progress=not args.no_progress, say=say, model=model,
+                        compile=args.compile)
     if summary["skipped"]:
         return 0
     say(f"wrote {summary['output']} ({summary['frames']} frames propagated)")
@@ -223,8 +227,9 @@ def run(args) -> int:
 
 def track_one(record, view, output, *, model_name, checkpoint=None, device="auto",
               resume=False, image_id="", progress=True, say=None,
-              model=None) -> dict:
-    """Load the model (unless given), build the session and run ``headless.runner.track``."""
+              model=None, compile=False) -> dict:
+    """Load the model (unless given), build the session and run ``headless.runner.track``
+    (``compile``: ``model.compile.compile_parts`` first)."""
     from napari_sam2.engine.session import TrackingSession
     from napari_sam2.headless.runner import track
 
@@ -232,6 +237,10 @@ def track_one(record, view, output, *, model_name, checkpoint=None, device="auto
         from napari_sam2.model import load_model
 
         model = load_model(model_name, checkpoint, device=device)
+    if compile:
+        from napari_sam2.model.compile import compile_parts
+
+        compile_parts(model)
     session = TrackingSession(model, view, intensity_range=record.intensity_range,
                               bfloat16=record.bfloat16, feature_cache_bytes=FEATURE_CACHE_BYTES,
                               window=record.window)
