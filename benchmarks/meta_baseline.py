@@ -111,9 +111,11 @@ class MetaImage:
 class MetaVideo:
     """Meta's ``SAM2VideoPredictor`` on frames given as arrays (written once as JPEGs)."""
 
-    def __init__(self, build_sam, variant: str, device: str = "cpu"):
+    def __init__(self, build_sam, variant: str, device: str = "cpu", **build_options):
+        """``build_options`` go to Meta's ``build_sam2_video_predictor`` (e.g.
+        ``vos_optimized=True``: its torch.compile of every part, CUDA only)."""
         self.predictor = build_sam.build_sam2_video_predictor(meta_config_name(variant), None,
-                                                              device=device)
+                                                              device=device, **build_options)
         self._dir = tempfile.TemporaryDirectory(prefix="meta_frames_")
 
     def write_frames(self, frames) -> str:
