@@ -2,7 +2,8 @@
 
 ``blocked_attention`` must give softmax(q k^T / sqrt(d)) v for any block sizes, widths and
 score magnitudes, and ``RoPEAttention`` in eval mode on CPU (which attends to the 64-wide
-memory tokens and projects afterwards) must agree with the plain path it takes in training.
+memory tokens and projects afterwards, above ``fold_min_scores``) must agree with the plain
+path it takes in training.
 """
 
 from __future__ import annotations
@@ -69,16 +70,18 @@ def _cross_attention(num_heads: int, kv_in_dim: int) -> RoPEAttention:
                                                        (1, 64, False)])
 def test_rope_cross_attention_unprojected_values_match_plain_path(num_heads, kv_in_dim, folds):
     attn = _cross_attention(num_heads, kv_in_dim)
+    attn.fold_min_scores = 0  # fold at this small size too
     g = torch.Generator().manual_seed(4)
     q = torch.randn(2, 36, 64, generator=g)  # a 6 x 6 grid
     k = torch.randn(2, 3 * 36 + 4, kv_in_dim, generator=g)  # 3 memory frames + 4 pointers
     v = torch.randn(2, 3 * 36 + 4, kv_in_dim, generator=g)
+    heads = torch.zeros(1, num_heads, 36, 64 // num_heads), torch.zeros(1, num_heads, 112, 1)
     attn.eval()
-    assert attn._folds_values(k) is folds
+    assert attn._folds_values(*heads) is folds
     with torch.no_grad():
         eval_out = attn(q, k, v, num_k_exclude_rope=4)
         attn.train()  # dropout 0: the plain path (projected values, torch's fused kernel)
-        assert not attn._folds_values(k)
+        assert not attn._folds_values(*heads)
         plain_out = attn(q, k, v, num_k_exclude_rope=4)
     torch.testing.assert_close(eval_out, plain_out, rtol=1e-5, atol=1e-5)
 
@@ -89,6 +92,8 @@ def test_memory_attention_of_an_official_layout_model_agrees_with_plain_path():
     model = build_model("sam2.1_hiera_tiny")
     attention = model.memory_attention
     attention.set_dropout(0.0)
+    for layer in attention.layers:
+        layer.cross_attn_image.fold_min_scores = 0  # fold at this small size too
     g = torch.Generator().manual_seed(5)
     curr, curr_pos = torch.randn(1, 64, 256, generator=g), torch.randn(1, 64, 256, generator=g)
     memory = torch.randn(1, 7 * 64 + 16, 64, generator=g)
@@ -100,3 +105,12 @@ def test_memory_attention_of_an_official_layout_model_agrees_with_plain_path():
         plain = attention(curr, curr_pos, memory, memory_pos, 16)
     torch.testing.assert_close(folded, plain, rtol=1e-4, atol=1e-4)
     assert (folded - plain).abs().max() < 1e-4
+
+
+def test_values_fold_only_above_the_size_where_it_pays():
+    """Official tiny at 1024 folds from one memory frame on; sam2_demo (256 queries over at
+    most 7 x 256 memory tokens) keeps the plain path."""
+    attn = build_model("sam2.1_hiera_tiny").memory_attention.layers[0].cross_attn_image.eval()
+    q = torch.zeros(1, 1, 4096, 1)
+    assert attn._folds_values(q, torch.zeros(1, 1, 4096 + 64, 1))
+    assert not attn._folds_values(q[:, :, :256], torch.zeros(1, 1, 7 * 256 + 16, 1))
