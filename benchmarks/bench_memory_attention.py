@@ -35,7 +35,7 @@ FOLDED = RoPEAttention._folds_values
 
 
 def use_fold(on: bool) -> None:
-    RoPEAttention._folds_values = FOLDED if on else (lambda self, q, k: False)
+    RoPEAttention._folds_values = FOLDED if on else (lambda self, n_queries, n_keys, device: False)
 
 
 def timed_each_way(fn, repeats: int) -> tuple[dict, dict]:

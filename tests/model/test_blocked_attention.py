@@ -28,7 +28,7 @@ def test_blocked_attention_matches_softmax_attention(query_block, key_block):
     q = torch.randn(2, 3, 50, 32, generator=g)
     k = torch.randn(2, 3, 77, 32, generator=g)
     v = torch.randn(2, 1, 77, 8, generator=g)  # narrower than q, shared by the 3 heads
-    out = blocked_attention(q, k, v, query_block=query_block, key_block=key_block)
+    out = blocked_attention(q, k.mT, v, query_block=query_block, key_block=key_block)
     assert out.shape == (2, 3, 50, 8)
     torch.testing.assert_close(out.double(), reference(q, k, v), rtol=1e-5, atol=1e-6)
 
@@ -44,7 +44,7 @@ def test_blocked_attention_is_stable_for_large_scores(spread):
     k = torch.randn(1, 1, 90, 16, generator=g) * spread
     k[..., 70:, :] *= 4  # the largest scores sit in the last key block
     v = torch.randn(1, 1, 90, 5, generator=g)
-    out = blocked_attention(q, k, v, query_block=16, key_block=32)
+    out = blocked_attention(q, k.mT, v, query_block=16, key_block=32)
     assert torch.isfinite(out).all()
     torch.testing.assert_close(out.double(), reference(q, k, v), rtol=1e-5, atol=1e-5)
 
@@ -53,7 +53,7 @@ def test_blocked_attention_matches_torch_fused_kernel_when_widths_agree():
     g = torch.Generator().manual_seed(2)
     q, k, v = (torch.randn(1, 1, 300, 64, generator=g) for _ in range(3))
     fused = torch.nn.functional.scaled_dot_product_attention(q, k, v)
-    torch.testing.assert_close(blocked_attention(q, k, v, query_block=128, key_block=100),
+    torch.testing.assert_close(blocked_attention(q, k.mT, v, query_block=128, key_block=100),
                                fused, rtol=1e-5, atol=1e-6)
 
 
@@ -75,13 +75,12 @@ def test_rope_cross_attention_unprojected_values_match_plain_path(num_heads, kv_
     q = torch.randn(2, 36, 64, generator=g)  # a 6 x 6 grid
     k = torch.randn(2, 3 * 36 + 4, kv_in_dim, generator=g)  # 3 memory frames + 4 pointers
     v = torch.randn(2, 3 * 36 + 4, kv_in_dim, generator=g)
-    heads = torch.zeros(1, num_heads, 36, 64 // num_heads), torch.zeros(1, num_heads, 112, 1)
     attn.eval()
-    assert attn._folds_values(*heads) is folds
+    assert attn._folds_values(36, 112, k.device) is folds
     with torch.no_grad():
         eval_out = attn(q, k, v, num_k_exclude_rope=4)
         attn.train()  # dropout 0: the plain path (projected values, torch's fused kernel)
-        assert not attn._folds_values(*heads)
+        assert not attn._folds_values(36, 112, k.device)
         plain_out = attn(q, k, v, num_k_exclude_rope=4)
     torch.testing.assert_close(eval_out, plain_out, rtol=1e-5, atol=1e-5)
 
@@ -111,6 +110,6 @@ def test_values_fold_only_above_the_size_where_it_pays():
     """Official tiny at 1024 folds from one memory frame on; sam2_demo (256 queries over at
     most 7 x 256 memory tokens) keeps the plain path."""
     attn = build_model("sam2.1_hiera_tiny").memory_attention.layers[0].cross_attn_image.eval()
-    q = torch.zeros(1, 1, 4096, 1)
-    assert attn._folds_values(q, torch.zeros(1, 1, 4096 + 64, 1))
-    assert not attn._folds_values(q[:, :, :256], torch.zeros(1, 1, 7 * 256 + 16, 1))
+    cpu = torch.device("cpu")
+    assert attn._folds_values(4096, 4096 + 64, cpu)
+    assert not attn._folds_values(256, 7 * 256 + 16, cpu)

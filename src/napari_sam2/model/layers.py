@@ -58,10 +58,11 @@ def _spans(n: int, size: int) -> list[tuple[int, int]]:
     return list(zip(starts, starts[1:] + [n]))
 
 
-def blocked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
+def blocked_attention(q: torch.Tensor, k_t: torch.Tensor, v: torch.Tensor, *,
                       query_block: int = 1024, key_block: int = 1024) -> torch.Tensor:
-    """softmax(q k^T / sqrt(d)) v block by block: q (..., Nq, d), k (..., Nk, d),
-    v (..., Nk, dv) -> (..., Nq, dv); leading dims broadcast (v may be shared by the heads).
+    """softmax(q k^T / sqrt(d)) v block by block: q (..., Nq, d), the keys channels first
+    k_t (..., d, Nk) (k transposed, each block reads a slab of it), v (..., Nk, dv) ->
+    (..., Nq, dv); leading dims broadcast (v may be shared by the heads).
 
     For values narrower than the queries, which torch's fused CPU kernel does not take (it
     needs equal widths, and its fallback holds the whole Nq x Nk score matrix). Each block
@@ -73,13 +74,12 @@ def blocked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
     (:func:`_online_softmax_attention`). Same maths as the fused kernel; float32 rounding
     differs by about 1e-7. No dropout: inference only.
     """
-    lead = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+    lead = torch.broadcast_shapes(q.shape[:-2], k_t.shape[:-2], v.shape[:-2])
     q3 = q.expand(*lead, *q.shape[-2:]).reshape(-1, *q.shape[-2:])  # (B, Nq, d)
-    k3 = k.expand(*lead, *k.shape[-2:]).reshape(-1, *k.shape[-2:])  # (B, Nk, d)
+    k_t = k_t.expand(*lead, *k_t.shape[-2:]).reshape(-1, *k_t.shape[-2:])  # (B, d, Nk)
     v3 = v.expand(*lead, *v.shape[-2:]).reshape(-1, *v.shape[-2:])  # (B, Nk, dv)
     B, n_q, d = q3.shape
-    k_t = k3.transpose(1, 2).contiguous()  # (B, d, Nk): each block reads a slab of it
-    q_spans, k_spans = _spans(n_q, query_block), _spans(k3.shape[1], key_block)
+    q_spans, k_spans = _spans(n_q, query_block), _spans(k_t.shape[2], key_block)
     rows = max(e - s for s, e in q_spans)
     scores_flat = q3.new_empty(B * rows * max(e - s for s, e in k_spans))
     out = q3.new_empty(B, n_q, v3.shape[2])

@@ -155,3 +155,34 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     a, b = xr[..., 0], xr[..., 1]
     out = torch.stack((a * cos - b * sin, a * sin + b * cos), dim=-1).flatten(-2)
     return out if n == m else out.flatten(-3, -2)
+
+
+def apply_rope_channels_first(x_t: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                              n_rotated: int) -> torch.Tensor:
+    """:func:`apply_rope` for tokens laid out channels first: x_t (B, nh, hd, N) -> a new
+    float32 (B, nh, hd, N) whose first ``n_rotated`` tokens are rotated by the tables
+    (M, hd/2) (repeated over blocks of M tokens, as ``apply_rope`` does) and the rest copied.
+
+    The same products as ``apply_rope`` (so the same values), written straight into the
+    layout memory attention's blocked attention reads, without the stack, concatenation and
+    transposition copies of the token-major path.
+    """
+    *lead, hd, n = x_t.shape
+    m = cos.shape[0]
+    if n_rotated % m:
+        raise ValueError(f"{n_rotated} tokens are not a multiple of the {m}-token RoPE table")
+    x = x_t.float().unflatten(-2, (hd // 2, 2))  # (B, nh, hd/2, 2, N)
+    out = torch.empty(x.shape, dtype=torch.float32, device=x.device)
+    cos_t = cos.t().unsqueeze(-2)  # (hd/2, 1, M): broadcast over the memory frames
+    sin_t = sin.t().unsqueeze(-2)
+    frames = (n_rotated // m, m)
+    a = x[..., 0, :n_rotated].unflatten(-1, frames)  # (B, nh, hd/2, r, M)
+    b = x[..., 1, :n_rotated].unflatten(-1, frames)
+    real = out[..., 0, :n_rotated].unflatten(-1, frames)
+    imag = out[..., 1, :n_rotated].unflatten(-1, frames)
+    torch.mul(a, cos_t, out=real)
+    real.sub_(b * sin_t)
+    torch.mul(a, sin_t, out=imag)
+    imag.add_(b * cos_t)
+    out[..., n_rotated:] = x[..., n_rotated:]
+    return out.flatten(-3, -2)
