@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 __all__ = ["PositionEmbeddingSine", "PositionEmbeddingRandom", "axial_rope_tables",
-           "apply_rope", "sine_1d"]
+           "apply_rope", "apply_rope_channels_first", "sine_1d"]
 
 
 class PositionEmbeddingSine(nn.Module):
@@ -167,8 +167,7 @@ def apply_rope_channels_first(x_t: torch.Tensor, cos: torch.Tensor, sin: torch.T
     layout memory attention's blocked attention reads, without the stack, concatenation and
     transposition copies of the token-major path.
     """
-    *lead, hd, n = x_t.shape
-    m = cos.shape[0]
+    hd, m = x_t.shape[-2], cos.shape[0]
     if n_rotated % m:
         raise ValueError(f"{n_rotated} tokens are not a multiple of the {m}-token RoPE table")
     x = x_t.float().unflatten(-2, (hd // 2, 2))  # (B, nh, hd/2, 2, N)
