@@ -43,7 +43,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
-from bench_bf16 import cell_clicks  # noqa: E402
+from bench_bf16 import cell_clicks, track  # noqa: E402
 from bench_tracking import SyntheticStack  # noqa: E402
 
 from napari_sam2.data.synthetic import make_cell_timelapse  # noqa: E402
@@ -68,26 +68,12 @@ def sync(device: str) -> None:
 
 
 # --------------------------------------------------------------------------- parity
-def track_masks(model, images, points, bfloat16: bool) -> dict:
-    """{(frame, obj): (mask, present)} of clicking ``points`` on frame 0 and propagating."""
-    lo, hi = (float(v) for v in np.percentile(images, (0.5, 99.8)))
-    session = TrackingSession(model, images, intensity_range=(lo, hi), bfloat16=bfloat16,
-                              read_ahead=0)
-    for oid, p in enumerate(points, start=1):
-        session.add_points(0, oid, [p], [1])
-    out = {}
-    for r in session.propagate(0):
-        for i, oid in enumerate(r.obj_ids):
-            out[r.frame, oid] = (r.logits[i] > 0, bool(r.object_scores[i] > 0))
-    return out
-
-
 def parity(name: str, cpu_model, images, truth, device: str) -> None:
     points = cell_clicks(truth, 3)
-    ref = track_masks(cpu_model, images, points, False)
+    ref, _ = track(cpu_model, images, points, False)  # {(frame, obj): (mask, present)}
     gpu_model = copy.deepcopy(cpu_model).to(device)
     for bf16 in (False, True):
-        got = track_masks(gpu_model, images, points, bf16)
+        got, _ = track(gpu_model, images, points, bf16)
         keys = sorted(ref)
         ious = [jaccard(ref[k][0], got[k][0]) for k in keys]
         same = np.mean([ref[k][1] == got[k][1] for k in keys])
